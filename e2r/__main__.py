@@ -1,0 +1,3 @@
+from e2r.cli import main
+
+main()

@@ -1,0 +1,57 @@
+"""The `e2r` command line: a thin layer over the library.
+
+Each command lives in its own module (`*_cmd.py`) with a `register(app)` function; heavy imports
+(torch, qdrant, pydicom) happen inside the command functions so `e2r --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="e2r",
+    help="Find echo studies that look like the heart behind an ECG (Echo2ECG + Qdrant).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Command modules, in the order `e2r --help` lists them. A module that is missing is skipped
+# so a partial checkout still runs.
+_COMMAND_MODULES = (
+    "demo_cmd",
+    "synth_cmd",
+    "train_cmd",
+    "index_cmd",
+    "search_cmd",
+    "eval_cmd",
+    "inspect_cmd",
+)
+
+for _name in _COMMAND_MODULES:
+    try:
+        _mod = importlib.import_module(f"e2r.cli.{_name}")
+    except ModuleNotFoundError as _err:
+        if _err.name != f"e2r.cli.{_name}":
+            raise
+        continue
+    _mod.register(app)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the e2r version and exit."),
+) -> None:
+    """Find echo studies that look like the heart behind an ECG (Echo2ECG + Qdrant)."""
+    if version:
+        from e2r import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit(0)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,93 @@
+"""What every command shares: error handling, JSON output, and options defined once."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+
+from e2r.errors import E2RError
+
+DEFAULT_COLLECTION = "echo_studies"
+
+
+def default_home() -> Path:
+    """Where the embedded store and caches live when `--data-dir` / E2R_HOME are not given."""
+    return Path.home() / ".e2r"
+
+
+# Options shared by several commands (typer reads the env vars here, at the CLI edge only).
+JsonOpt = typer.Option(False, "--json", help="Print one JSON document instead of a table.")
+DataDirOpt = typer.Option(
+    None, "--data-dir", envvar="E2R_HOME",
+    help="Folder of the embedded Qdrant store (default ~/.e2r; env E2R_HOME).",
+)
+QdrantUrlOpt = typer.Option(
+    None, "--qdrant-url", envvar="E2R_QDRANT_URL",
+    help="Qdrant server or cluster URL; when set, the embedded store is not used (env E2R_QDRANT_URL).",
+)
+ApiKeyOpt = typer.Option(
+    None, "--api-key", envvar="E2R_QDRANT_API_KEY",
+    help="API key for the Qdrant server (env E2R_QDRANT_API_KEY).",
+)
+CollectionOpt = typer.Option(DEFAULT_COLLECTION, "--collection", help="Collection name in the store.")
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn user errors into `Error: ...` on stderr and exit code 1; Ctrl-C into exit 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except E2RError as err:
+            typer.echo(f"Error: {err}", err=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            typer.echo("Interrupted; work done so far is kept.", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def print_json(obj: Any) -> None:
+    """Print a JSON document with stable key order (numpy scalars and paths made plain)."""
+
+    def default(o: Any) -> Any:
+        if hasattr(o, "item"):
+            return o.item()
+        if hasattr(o, "tolist"):
+            return o.tolist()
+        if isinstance(o, Path):
+            return str(o)
+        raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=default) + "\n")
+
+
+def print_table(rows: list[dict[str, Any]], columns: Optional[list[str]] = None) -> None:
+    """Print rows as a plain aligned text table."""
+    if not rows:
+        typer.echo("(none)")
+        return
+    columns = columns or list(rows[0].keys())
+    cells = [[_fmt(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    typer.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    typer.echo("  ".join("-" * w for w in widths))
+    for row in cells:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.0f}"
+    if isinstance(v, (list, tuple)):
+        return ",".join(str(x) for x in v)
+    return str(v)

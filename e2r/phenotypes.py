@@ -1,0 +1,122 @@
+"""Echo phenotypes: the CSV schema, derived clinical labels, and the reader.
+
+Schema (one row per echo study, keyed by StudyInstanceUID):
+
+| column       | unit   | meaning                                             |
+|--------------|--------|-----------------------------------------------------|
+| study_uid    |        | DICOM StudyInstanceUID                              |
+| patient_id   |        | patient identifier (hashed before it enters an index)|
+| study_date   |        | YYYYMMDD                                            |
+| lvef         | %      | left-ventricular ejection fraction                  |
+| lvedv, lvesv | mL     | LV end-diastolic / end-systolic volume              |
+| ivsd, lvpwd  | mm     | septal / posterior wall thickness in diastole       |
+| lv_mass      | g      | LV mass                                             |
+| la_volume    | mL     | left-atrial volume                                  |
+| rv_diameter  | mm     | RV basal diameter                                   |
+| heart_rate   | bpm    |                                                     |
+| rhythm       |        | `sinus` or `af`                                     |
+
+Derived labels: `lvef_class` (reduced < 40 %, mildly_reduced 40-49 %, preserved >= 50 %),
+`lvef_le45` (1 when LVEF <= 45 %, EchoNext's flag), `lvh` (1 when max(ivsd, lvpwd) >= 13 mm).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from e2r.errors import DataError
+
+NUMERIC_FIELDS = (
+    "lvef", "lvedv", "lvesv", "ivsd", "lvpwd", "lv_mass", "la_volume", "rv_diameter", "heart_rate",
+)
+LABEL_FIELDS = ("lvef_class", "lvef_le45", "lvh")
+LVEF_CLASSES = ("reduced", "mildly_reduced", "preserved")
+PHENOTYPE_COLUMNS = ("study_uid", "patient_id", "study_date", *NUMERIC_FIELDS, "rhythm", *LABEL_FIELDS)
+LVH_WALL_MM = 13.0
+
+
+def lvef_class(lvef: float) -> str:
+    """LVEF class by the 2021 ESC heart-failure thresholds."""
+    if lvef < 40:
+        return "reduced"
+    if lvef < 50:
+        return "mildly_reduced"
+    return "preserved"
+
+
+def derive_labels(values: dict[str, Any]) -> dict[str, Any]:
+    """The derived labels for one study's numeric phenotypes (missing inputs give None)."""
+    lvef = values.get("lvef")
+    walls = [w for w in (values.get("ivsd"), values.get("lvpwd")) if w is not None]
+    return {
+        "lvef_class": lvef_class(lvef) if lvef is not None else None,
+        "lvef_le45": int(lvef <= 45) if lvef is not None else None,
+        "lvh": int(max(walls) >= LVH_WALL_MM) if walls else None,
+    }
+
+
+@dataclass(frozen=True)
+class PhenotypeRowError:
+    """One CSV row that could not be used, with its 1-based line number."""
+
+    line: int
+    message: str
+
+
+def read_phenotypes(path: str | Path) -> tuple[dict[str, dict[str, Any]], list[PhenotypeRowError]]:
+    """Read a phenotype CSV into {study_uid: {field: value}}; bad rows are returned, not raised.
+
+    Numeric fields that are empty become None; derived labels are recomputed from the numbers so
+    they are always consistent.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: phenotype CSV not found; pass --phenotypes with the CSV described in the README")
+    rows: dict[str, dict[str, Any]] = {}
+    errors: list[PhenotypeRowError] = []
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or "study_uid" not in reader.fieldnames:
+            raise DataError(f"{path}: no 'study_uid' column; the phenotype CSV needs the columns listed in the README")
+        for line, raw in enumerate(reader, start=2):
+            try:
+                uid = (raw.get("study_uid") or "").strip()
+                if not uid:
+                    raise ValueError("empty study_uid")
+                values: dict[str, Any] = {"study_date": (raw.get("study_date") or "").strip() or None}
+                for field in NUMERIC_FIELDS:
+                    values[field] = _number(raw.get(field), field)
+                rhythm = (raw.get("rhythm") or "").strip()
+                values["rhythm"] = rhythm or None
+                values.update(derive_labels(values))
+                values["patient_id"] = (raw.get("patient_id") or "").strip() or None
+                rows[uid] = values
+            except ValueError as err:
+                errors.append(PhenotypeRowError(line, f"{path}:{line}: {err}"))
+    return rows, errors
+
+
+def _number(text: Optional[str], field: str) -> Optional[float]:
+    if text is None or text.strip() == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{field}={text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{field}={text!r} is not finite")
+    return value
+
+
+def write_phenotypes(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    """Write rows (dicts with PHENOTYPE_COLUMNS) as a phenotype CSV, labels derived from the numbers."""
+    with Path(path).open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=PHENOTYPE_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            full = {**row, **derive_labels(row)}
+            writer.writerow({k: ("" if full.get(k) is None else full.get(k)) for k in PHENOTYPE_COLUMNS})
