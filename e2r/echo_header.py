@@ -1,0 +1,360 @@
+"""Read one DICOM echo video's header: what it is, its IDs, timing, size, view and ultrasound region.
+
+Only the header is parsed (`dcmread(stop_before_pixels=True)`); the pixel data is checked for
+presence and length by walking its element and fragment headers, never decoded. Every way a file
+can fail to be an echo video raises `DicomReadError` with a short `reason` key, so an archive scan
+can count what it skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import struct
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from e2r.errors import DicomReadError
+
+log = logging.getLogger(__name__)
+
+US_MULTIFRAME_SOP = "1.2.840.10008.5.1.4.1.1.3.1"
+_US_SOP_CLASSES = {
+    US_MULTIFRAME_SOP,
+    "1.2.840.10008.5.1.4.1.1.6.1",  # Ultrasound Image Storage
+    "1.2.840.10008.5.1.4.1.1.3",  # retired US multi-frame
+    "1.2.840.10008.5.1.4.1.1.6",  # retired US image
+    "1.2.840.10008.5.1.4.1.1.6.2",  # enhanced US volume
+}
+_SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
+_DICOMDIR_SOP = "1.2.840.10008.1.3.10"
+
+# A region this much larger than the image in both directions is taken to be in the coordinates
+# of an image that was later downsampled (e.g. pydicom's ybr_color example: 480x640 region, 240x320
+# pixels), and is scaled down by the smallest integer factor that makes it fit.
+_RESCALE_MARGIN = 1.1
+_MIN_REGION_SIDE = 8
+
+# (label, patterns) checked in order on lower-cased text with punctuation turned into spaces;
+# subcostal/suprasternal and apical long axis come first so "subcostal 4 chamber" and "aplax"
+# do not read as A4C or PLAX.
+_VIEW_PATTERNS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("SUBCOSTAL", (r"\bsubcostal", r"\bsub ?xiphoid", r"\bsubc\b", r"\bsc ?4 ?c\b")),
+    ("SUPRASTERNAL", (r"\bsuprasternal", r"\bssn\b")),
+    ("A5C", (r"\ba ?5 ?c\b", r"\bap ?5\b", r"\bapical (5|five)\b", r"\b(5|five) ?ch(amber)?\b")),
+    ("A4C", (r"\ba ?4 ?c\b", r"\bap ?4\b", r"\bapical (4|four)\b", r"\b(4|four) ?ch(amber)?\b")),
+    ("A3C", (r"\ba ?3 ?c\b", r"\bap ?3\b", r"\bapical (3|three)\b", r"\b(3|three) ?ch(amber)?\b",
+             r"\baplax\b", r"\bapical long", r"\bapical lax\b")),
+    ("A2C", (r"\ba ?2 ?c\b", r"\bap ?2\b", r"\bapical (2|two)\b", r"\b(2|two) ?ch(amber)?\b")),
+    ("PLAX", (r"\bplax\b", r"\bparasternal long", r"\bpslax\b", r"\bpl ?lax\b")),
+    ("PSAX", (r"\bpsax\b", r"\bparasternal short", r"\bsax\b", r"\bshort axis\b")),
+)
+_VIEW_RE = tuple((label, tuple(re.compile(p) for p in pats)) for label, pats in _VIEW_PATTERNS)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Header of one multi-frame ultrasound video (no pixels)."""
+
+    path: str                   # file as found
+    study_uid: str              # StudyInstanceUID ("" when missing)
+    series_uid: str             # SeriesInstanceUID
+    sop_uid: str                # SOPInstanceUID
+    patient_id: str             # PatientID as written (PHI: never index it unhashed)
+    study_date: str             # YYYYMMDD, "" when missing or malformed
+    n_frames: int               # NumberOfFrames
+    frame_time_ms: Optional[float]  # FrameTime, else from CineRate/RecommendedDisplayFrameRate/FrameTimeVector
+    rows: int
+    cols: int
+    view: Optional[str]         # A4C, A2C, A3C, A5C, PLAX, PSAX, SUBCOSTAL, SUPRASTERNAL or None
+    photometric: str            # PhotometricInterpretation, e.g. MONOCHROME2, RGB, YBR_FULL_422
+    transfer_syntax: str        # TransferSyntaxUID
+    region: Optional[tuple[int, int, int, int]]  # ultrasound region (x0, y0, x1, y1), inclusive, inside the image
+
+    @property
+    def fps(self) -> Optional[float]:
+        """Frames per second from the frame time, or None when the file does not say."""
+        if not self.frame_time_ms:
+            return None
+        return 1000.0 / self.frame_time_ms
+
+
+def parse_view(text: str) -> Optional[str]:
+    """Map a free-text view description ("Apical 4 chamber", "PLAX zoom") to a view label, or None."""
+    norm = re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
+    if not norm:
+        return None
+    for label, patterns in _VIEW_RE:
+        if any(p.search(norm) for p in patterns):
+            return label
+    return None
+
+
+def sniff_dicom(path: Path) -> tuple[bool, str]:
+    """Cheap content check: (looks like DICOM, why not). Reads at most 132 bytes.
+
+    Files with the `DICM` preamble pass; so do preamble-less datasets whose first tag is in group
+    0x0002 or 0x0008 (some old archives write those).
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError as err:
+        return False, f"cannot be opened ({err.strerror or err})"
+    if not head:
+        return False, "is empty (0 bytes)"
+    if len(head) == 132 and head[128:132] == b"DICM":
+        return True, ""
+    if len(head) >= 8:
+        group = struct.unpack("<H", head[:2])[0]
+        if group in (0x0002, 0x0008):
+            return True, ""
+    return False, "is not a DICOM file (no DICM marker)"
+
+
+def read_video_header(path: str | Path) -> VideoInfo:
+    """Read the header of one echo video (multi-frame ultrasound DICOM) without decoding pixels.
+
+    Raises `DicomReadError` whose `reason` says why the file is not a usable video: `empty_file`,
+    `not_dicom`, `corrupt` (unparsable, truncated, too little pixel data), `structured_report`,
+    `other_modality` (CT, MR, ECG, ...), `not_video` (no pixel data), `single_frame`.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise DicomReadError(f"{path}: cannot be read ({err.strerror or err}); check the path.",
+                             reason="unreadable") from None
+    if path.is_dir():
+        raise DicomReadError(f"{path}: is a folder, not a DICOM file; pass a .dcm file.",
+                             reason="not_dicom")
+    if size == 0:
+        raise DicomReadError(f"{path}: is empty (0 bytes); re-copy or re-export the file.",
+                             reason="empty_file")
+    ok, why = sniff_dicom(path)
+    if not ok:
+        raise DicomReadError(f"{path}: {why}; pass a DICOM echo video.", reason="not_dicom")
+
+    ds, pixel_pos = _read_header(path)
+    _check_kind(path, ds, size, pixel_pos)
+    rows, cols, n_frames = int(ds.Rows), int(ds.Columns), _n_frames(ds)
+    ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    _check_pixel_data(path, ds, ts, size, pixel_pos, rows, cols, n_frames)
+    return VideoInfo(
+        path=str(path),
+        study_uid=str(ds.get("StudyInstanceUID", "") or ""),
+        series_uid=str(ds.get("SeriesInstanceUID", "") or ""),
+        sop_uid=str(ds.get("SOPInstanceUID", "") or ""),
+        patient_id=str(ds.get("PatientID", "") or ""),
+        study_date=_date(ds.get("StudyDate", "")),
+        n_frames=n_frames,
+        frame_time_ms=_frame_time_ms(ds),
+        rows=rows,
+        cols=cols,
+        view=_view(ds),
+        photometric=str(ds.get("PhotometricInterpretation", "") or ""),
+        transfer_syntax=ts,
+        region=_region(ds, rows, cols),
+    )
+
+
+def _read_header(path: Path) -> tuple[Any, int]:
+    """Parse everything before the pixel data; return the dataset and the pixel data offset."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        with open(path, "rb") as f, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(f, stop_before_pixels=True, force=True)
+            pos = f.tell()
+    except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, struct.error, OSError) as err:
+        raise DicomReadError(
+            f"{path}: DICOM header cannot be parsed ({type(err).__name__}: {_short(err)}); "
+            "the file is corrupt or truncated, re-export it.", reason="corrupt") from None
+    for w in caught:
+        log.debug("%s: %s", path, w.message)
+    if len(ds) == 0:
+        raise DicomReadError(f"{path}: holds no DICOM elements; pass a DICOM echo video.",
+                             reason="not_dicom")
+    return ds, pos
+
+
+def _check_kind(path: Path, ds: Any, size: int, pixel_pos: int) -> None:
+    """Raise unless `ds` is a multi-frame ultrasound image."""
+    file_meta = getattr(ds, "file_meta", None)
+    sop = str(ds.get("SOPClassUID", "") or getattr(file_meta, "MediaStorageSOPClassUID", "") or "")
+    modality = str(ds.get("Modality", "") or "").upper()
+    if sop.startswith(_SR_PREFIX) or modality == "SR":
+        raise DicomReadError(f"{path}: is a structured report (SR), not a video; echo measurements "
+                             "are read from the phenotype CSV instead.", reason="structured_report")
+    if sop == _DICOMDIR_SOP:
+        raise DicomReadError(f"{path}: is a DICOMDIR index, not a video; point e2r at the image files.",
+                             reason="not_video")
+    if modality and modality != "US":
+        raise DicomReadError(f"{path}: has modality {modality}, not ultrasound (US); pass an echo "
+                             "video (multi-frame US).", reason="other_modality")
+    if not modality and sop not in _US_SOP_CLASSES:
+        raise DicomReadError(f"{path}: is neither tagged ultrasound nor an ultrasound SOP class "
+                             f"({sop or 'no SOP class'}); pass an echo video.", reason="other_modality")
+    if "Rows" not in ds or "Columns" not in ds:
+        if pixel_pos >= size:
+            raise DicomReadError(f"{path}: ends inside its header (truncated); re-copy the file.",
+                                 reason="corrupt")
+        raise DicomReadError(f"{path}: has no image (no Rows/Columns); pass an echo video.",
+                             reason="not_video")
+    if _n_frames(ds) <= 1:
+        raise DicomReadError(f"{path}: is a single-frame image, not a video (cine loop); "
+                             "e2r uses multi-frame echo videos only.", reason="single_frame")
+
+
+def _check_pixel_data(path: Path, ds: Any, ts: str, size: int, pos: int,
+                      rows: int, cols: int, n_frames: int) -> None:
+    """Check the pixel data element is there and long enough, reading only element/item headers."""
+    implicit, little = getattr(ds, "original_encoding", (ts == "1.2.840.10008.1.2", True))
+    if little is False:
+        return  # retired big-endian syntax: leave any problem to the decoder
+    implicit = bool(implicit) if implicit is not None else ts in ("", "1.2.840.10008.1.2")
+    with open(path, "rb") as f:
+        f.seek(pos)
+        head = f.read(8)
+        if len(head) < 8:
+            raise DicomReadError(f"{path}: ends before its pixel data (truncated); re-copy the file.",
+                                 reason="corrupt")
+        group, elem = struct.unpack("<HH", head[:4])
+        if (group, elem) not in ((0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009)):
+            raise DicomReadError(f"{path}: has no pixel data; pass an echo video.", reason="not_video")
+        if implicit:
+            length, start = struct.unpack("<L", head[4:8])[0], pos + 8
+        else:
+            raw = f.read(4)
+            if len(raw) < 4:
+                raise DicomReadError(f"{path}: ends inside its pixel data header (truncated); "
+                                     "re-copy the file.", reason="corrupt")
+            length, start = struct.unpack("<L", raw)[0], pos + 12
+        if length != 0xFFFFFFFF:
+            bits = int(ds.get("BitsAllocated", 8) or 8)
+            spp = int(ds.get("SamplesPerPixel", 1) or 1)
+            expected = (rows * cols * spp * n_frames * bits + 7) // 8
+            have = min(length, size - start)
+            if have < expected:
+                raise DicomReadError(
+                    f"{path}: pixel data holds {have} of the {expected} bytes that {n_frames} frames "
+                    f"of {rows}x{cols} need (truncated or corrupt); re-copy or re-export the file.",
+                    reason="corrupt")
+            return
+        _check_fragments(path, f, start, size, n_frames)
+
+
+def _check_fragments(path: Path, f: Any, start: int, size: int, n_frames: int) -> None:
+    from pydicom.encaps import parse_fragments
+
+    f.seek(start)
+    try:
+        n_items, offsets = parse_fragments(f)
+    except ValueError as err:
+        raise DicomReadError(f"{path}: encapsulated pixel data is broken ({_short(err)}); "
+                             "re-copy or re-export the file.", reason="corrupt") from None
+    if offsets:
+        f.seek(offsets[-1] + 4)
+        last_len = struct.unpack("<L", f.read(4))[0]
+        if offsets[-1] + 8 + last_len > size:
+            raise DicomReadError(f"{path}: ends inside its compressed frame data (truncated); "
+                                 "re-copy the file.", reason="corrupt")
+    # The first item is the (possibly empty) basic offset table; each frame needs >= 1 fragment.
+    if n_items - 1 < n_frames:
+        raise DicomReadError(f"{path}: holds {max(n_items - 1, 0)} compressed fragments for "
+                             f"{n_frames} frames (truncated or corrupt); re-copy the file.",
+                             reason="corrupt")
+
+
+def _n_frames(ds: Any) -> int:
+    try:
+        return int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+def _date(value: Any) -> str:
+    s = str(value or "").strip()
+    return s if re.fullmatch(r"\d{8}", s) else ""
+
+
+def _frame_time_ms(ds: Any) -> Optional[float]:
+    """Frame time in ms: FrameTime, else from CineRate / RecommendedDisplayFrameRate / FrameTimeVector."""
+    def num(v: Any) -> Optional[float]:
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            return None
+        return f if f > 0 else None
+
+    if (ft := num(ds.get("FrameTime"))) is not None:
+        return ft
+    for rate_tag in ("CineRate", "RecommendedDisplayFrameRate"):
+        if (rate := num(ds.get(rate_tag))) is not None:
+            return 1000.0 / rate
+    vector = ds.get("FrameTimeVector")
+    if vector is not None:
+        try:
+            deltas = [float(v) for v in list(vector)[1:] if float(v) > 0]
+        except (TypeError, ValueError):
+            deltas = []
+        if deltas:
+            return sum(deltas) / len(deltas)
+    return None
+
+
+def _view(ds: Any) -> Optional[str]:
+    """View label from SeriesDescription, else ViewCodeSequence's code meaning."""
+    label = parse_view(str(ds.get("SeriesDescription", "") or ""))
+    if label:
+        return label
+    for item in ds.get("ViewCodeSequence", None) or []:
+        label = parse_view(str(item.get("CodeMeaning", "") or ""))
+        if label:
+            return label
+    return None
+
+
+def _region(ds: Any, rows: int, cols: int) -> Optional[tuple[int, int, int, int]]:
+    """The largest 2D ultrasound region (inclusive corners), moved inside the image.
+
+    Regions far outside the image in both directions are scaled down (see `_RESCALE_MARGIN`);
+    others are clipped. A region left smaller than a few pixels is dropped (centre crop is used).
+    """
+    boxes = []
+    for item in ds.get("SequenceOfUltrasoundRegions", None) or []:
+        try:
+            box = tuple(int(item.get(t)) for t in ("RegionLocationMinX0", "RegionLocationMinY0",
+                                                    "RegionLocationMaxX1", "RegionLocationMaxY1"))
+        except (TypeError, ValueError):
+            continue
+        if box[2] <= box[0] or box[3] <= box[1]:
+            continue
+        spatial = item.get("RegionSpatialFormat", None)
+        boxes.append((spatial == 1, (box[2] - box[0]) * (box[3] - box[1]), box))
+    if not boxes:
+        return None
+    if any(is_2d for is_2d, _, _ in boxes):
+        boxes = [b for b in boxes if b[0]]
+    x0, y0, x1, y1 = max(boxes, key=lambda b: b[1])[2]
+    if x1 > cols * _RESCALE_MARGIN and y1 > rows * _RESCALE_MARGIN:
+        for k in (2, 3, 4, 8):
+            if x1 // k < cols and y1 // k < rows:
+                log.debug("ultrasound region %s scaled down %dx to fit %dx%d", (x0, y0, x1, y1), k, rows, cols)
+                x0, y0, x1, y1 = x0 // k, y0 // k, x1 // k, y1 // k
+                break
+    x0, x1 = max(0, min(x0, cols - 1)), max(0, min(x1, cols - 1))
+    y0, y1 = max(0, min(y0, rows - 1)), max(0, min(y1, rows - 1))
+    if x1 - x0 + 1 < _MIN_REGION_SIDE or y1 - y0 + 1 < _MIN_REGION_SIDE:
+        return None
+    return (x0, y0, x1, y1)
+
+
+def _short(err: BaseException, limit: int = 120) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+

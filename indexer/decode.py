@@ -1,0 +1,66 @@
+"""Decoding one study's videos, as a picklable job for worker processes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from e2r.echo_io import StudyInfo, decode_video
+from e2r.errors import DicomReadError
+
+
+@dataclass(frozen=True)
+class DecodeJob:
+    """The videos of one study and how to decode them (the preset's echo input)."""
+
+    job_index: int
+    paths: tuple[str, ...]
+    n_frames: int
+    size: tuple[int, int]
+    fps: Optional[float]
+    color: str
+    stride: Optional[int] = None
+
+    @classmethod
+    def for_study(cls, job_index: int, study: StudyInfo, echo_cfg: Any) -> "DecodeJob":
+        return cls(
+            job_index=job_index,
+            paths=tuple(v.path for v in study.videos),
+            n_frames=int(echo_cfg.n_frames),
+            size=tuple(echo_cfg.size),
+            fps=echo_cfg.fps,
+            color=echo_cfg.color,
+            stride=getattr(echo_cfg, "stride", None),
+        )
+
+
+@dataclass
+class DecodedStudy:
+    job_index: int
+    frames: list[np.ndarray] = field(default_factory=list)  # one uint8 array per decoded video
+    used: list[int] = field(default_factory=list)           # indices into the study's videos
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (path, message)
+    seconds: float = 0.0
+
+
+def decode_study(job: DecodeJob) -> DecodedStudy:
+    """Decode every video of a study; a video that fails is recorded, never raised."""
+    t0 = time.perf_counter()
+    out = DecodedStudy(job.job_index)
+    for i, path in enumerate(job.paths):
+        try:
+            frames = decode_video(path, n_frames=job.n_frames, size=job.size, fps=job.fps,
+                                  color=job.color, stride=job.stride)
+        except DicomReadError as err:
+            out.errors.append((path, str(err)))
+            continue
+        except Exception as err:  # a decoder bug on one file must not end a long run
+            out.errors.append((path, f"{path}: cannot decode ({type(err).__name__}: {err})"))
+            continue
+        out.frames.append(frames)
+        out.used.append(i)
+    out.seconds = time.perf_counter() - t0
+    return out

@@ -1,0 +1,227 @@
+"""`e2r index`: scan -> group -> decode (worker processes) -> embed -> upsert, resumable.
+
+Point IDs are derived from the study UID and each point carries a fingerprint of its videos, so a
+re-run skips unchanged studies, replaces changed ones and adds new ones; a run killed at any
+moment and run again ends with every study exactly once. Decoding (the slow, pure-CPU part) runs
+in worker processes that feed the model in the main process, so both stages overlap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import multiprocessing as mp
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+
+from e2r import __version__
+from e2r.echo_io import ArchiveScan, StudyInfo, scan_archive
+from e2r.errors import StoreError
+from indexer.config import IndexConfig
+from indexer.decode import DecodeJob, DecodedStudy, decode_study
+from indexer.payload import build_payload, load_or_create_salt, study_fingerprint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IndexSummary:
+    """What one index run did; `to_dict()` is the `--json` output."""
+
+    collection: str
+    model_hash: str
+    studies_found: int = 0
+    studies_in_shard: int = 0
+    indexed: int = 0
+    replaced: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    videos_indexed: int = 0
+    videos_failed: int = 0
+    with_phenotypes: int = 0
+    skipped_files: dict[str, int] = field(default_factory=dict)
+    skipped_examples: list[tuple[str, str]] = field(default_factory=list)
+    failed_studies: list[tuple[str, str]] = field(default_factory=list)
+    phenotype_errors: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    total_in_collection: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict with stable keys."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def in_shard(study_uid: str, shard_index: int, shard_count: int) -> bool:
+    """Stable assignment of a study to one of `shard_count` slices."""
+    digest = hashlib.sha1(study_uid.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % shard_count == shard_index
+
+
+def index_archive(cfg: IndexConfig, store: Any, loaded: Any) -> IndexSummary:
+    """Index every study of `cfg.archive` into `store` with the loaded model bundle.
+
+    `store` is an open e2r.store.VectorStore; `loaded` is e2r.bundle.load_model's result.
+    """
+    from e2r.phenotypes import read_phenotypes
+    from e2r.store import Point, point_id_for
+
+    cfg.validate()
+    summary = IndexSummary(collection=cfg.collection, model_hash=loaded.hash)
+    t0 = time.perf_counter()
+
+    phenotypes: dict[str, dict[str, Any]] = {}
+    if cfg.phenotypes is not None:
+        phenotypes, row_errors = read_phenotypes(cfg.phenotypes)
+        summary.phenotype_errors = [e.message for e in row_errors]
+        for err in row_errors:
+            log.warning("phenotype row skipped: %s", err.message)
+
+    scan: ArchiveScan = scan_archive(cfg.archive, progress=cfg.progress)
+    summary.studies_found = len(scan.studies)
+    summary.skipped_files = dict(scan.skipped)
+    summary.skipped_examples = [(p, r) for p, r, _ in scan.skipped_files[:20]]
+    studies = [s for s in scan.studies if in_shard(s.study_uid, cfg.shard.index, cfg.shard.count)]
+    summary.studies_in_shard = len(studies)
+    summary.seconds["scan"] = time.perf_counter() - t0
+
+    ensure_collection(store, cfg.collection, loaded)
+    todo, replaced_ids = _studies_to_index(store, cfg.collection, studies, loaded.hash)
+    summary.unchanged = len(studies) - len(todo)
+    salt = load_or_create_salt(cfg.salt_path) if cfg.salt_path else b""
+
+    t_decode_wait = t_model = t_store = 0.0
+    batch: list[tuple[StudyInfo, DecodedStudy]] = []
+
+    def flush() -> None:
+        nonlocal t_model, t_store
+        if not batch:
+            return
+        t1 = time.perf_counter()
+        vectors = _embed_batch(loaded.model, [d for _, d in batch])
+        t2 = time.perf_counter()
+        points = []
+        for (study, decoded), vector in zip(batch, vectors):
+            payload = build_payload(study, decoded.used, phenotypes.get(study.study_uid), loaded.hash, salt, cfg.archive)
+            points.append(Point(id=point_id_for(study.study_uid), vector=vector, payload=payload))
+            summary.with_phenotypes += int(payload["has_phenotypes"])
+            summary.videos_indexed += len(decoded.used)
+            if point_id_for(study.study_uid) in replaced_ids:
+                summary.replaced += 1
+            else:
+                summary.indexed += 1
+        store.upsert(cfg.collection, points)
+        t_model += t2 - t1
+        t_store += time.perf_counter() - t2
+        batch.clear()
+
+    jobs = [DecodeJob.for_study(i, s, loaded.preset.echo) for i, s in enumerate(todo)]
+    bar = _progress(len(todo), cfg.progress)
+    t_loop = time.perf_counter()
+    for decoded in _decoded_stream(jobs, cfg.workers):
+        t_decode_wait += decoded.seconds
+        study = todo[decoded.job_index]
+        summary.videos_failed += len(decoded.errors)
+        if not decoded.used:
+            summary.failed += 1
+            reason = decoded.errors[0][1] if decoded.errors else "no decodable video"
+            summary.failed_studies.append((study.study_uid, reason))
+            log.warning("study %s not indexed: %s", study.study_uid, reason)
+        else:
+            batch.append((study, decoded))
+            if len(batch) >= cfg.batch_size:
+                flush()
+        if bar is not None:
+            bar.update(1)
+    flush()
+    if bar is not None:
+        bar.close()
+    summary.seconds["decode_cpu"] = t_decode_wait
+    summary.seconds["model"] = t_model
+    summary.seconds["store"] = t_store
+    summary.seconds["embed_loop_wall"] = time.perf_counter() - t_loop
+    summary.seconds["total"] = time.perf_counter() - t0
+    summary.total_in_collection = store.count(cfg.collection)
+    return summary
+
+
+def ensure_collection(store: Any, name: str, loaded: Any) -> None:
+    """Create the collection for this model, or check that an existing one was built with it."""
+    dim = int(loaded.preset.embed_dim)
+    if not store.collection_exists(name):
+        store.create_collection(name, dim=dim, metadata=collection_metadata(loaded))
+        return
+    meta = store.get_metadata(name)
+    if meta.get("model_hash") != loaded.hash:
+        raise StoreError(
+            f"collection {name!r} was built with model {meta.get('model_hash')} "
+            f"({meta.get('model_path')}), not {loaded.hash} ({loaded.path}); "
+            "index into another --collection or use the model it was built with"
+        )
+
+
+def collection_metadata(loaded: Any) -> dict[str, Any]:
+    """What a collection remembers about how it was made."""
+    return {
+        "model_hash": loaded.hash,
+        "model_path": str(Path(loaded.path).resolve()),
+        "preset": loaded.preset.name,
+        "dim": int(loaded.preset.embed_dim),
+        "e2r_version": __version__,
+    }
+
+
+def _studies_to_index(store: Any, name: str, studies: list[StudyInfo], model_hash: str) -> tuple[list[StudyInfo], set[str]]:
+    """Studies whose point is missing or stale; and the ids of the stale ones (to be replaced)."""
+    from e2r.store import point_id_for
+
+    todo: list[StudyInfo] = []
+    stale: set[str] = set()
+    for start in range(0, len(studies), 512):
+        chunk = studies[start:start + 512]
+        ids = [point_id_for(s.study_uid) for s in chunk]
+        existing = {p.id: p.payload for p in store.retrieve(name, ids)}
+        for study, pid in zip(chunk, ids):
+            payload = existing.get(pid)
+            if payload is None:
+                todo.append(study)
+            elif payload.get("fingerprint") != study_fingerprint(study) or payload.get("model_hash") != model_hash:
+                todo.append(study)
+                stale.add(pid)
+    return todo, stale
+
+
+def _decoded_stream(jobs: list[DecodeJob], workers: int) -> Iterator[DecodedStudy]:
+    """Decoded studies in job order; decoding in `workers` processes (0: in this process)."""
+    if workers == 0 or len(jobs) <= 1:
+        for job in jobs:
+            yield decode_study(job)
+        return
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(processes=workers) as pool:
+        yield from pool.imap(decode_study, jobs, chunksize=1)
+
+
+def _embed_batch(model: Any, decoded: list[DecodedStudy]) -> np.ndarray:
+    """Per-video embeddings for the batch, then per-study aggregation: (B, D) float32."""
+    from e2r.encode import embed_videos, encode_study_embeddings
+
+    videos = [v for d in decoded for v in d.frames]
+    emb = embed_videos(model, videos)
+    per_study, start = [], 0
+    for d in decoded:
+        per_study.append(emb[start:start + len(d.frames)])
+        start += len(d.frames)
+    return encode_study_embeddings(model, per_study)
+
+
+def _progress(total: int, enabled: bool) -> Optional[Any]:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="indexing", unit="study", dynamic_ncols=True)

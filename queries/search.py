@@ -1,0 +1,205 @@
+"""ECG -> echo studies: the search behind `e2r search` and the notebook API.
+
+A `Searcher` is bound to one collection; it finds the model bundle the collection was built with
+(from the collection's metadata), so a search never needs `--model` and can never mix models.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional
+
+import numpy as np
+
+from e2r.errors import BundleError, E2RError, StoreError
+from e2r.phenotypes import LABEL_FIELDS, NUMERIC_FIELDS
+
+log = logging.getLogger(__name__)
+
+#: Payload fields shown for each neighbour, in table order.
+SHOWN_PHENOTYPES = ("lvef", "lvedv", "lvesv", "ivsd", "lvpwd", "lv_mass", "la_volume", "rv_diameter")
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """One echo study returned for an ECG."""
+
+    rank: int
+    similarity: float
+    study_uid: str
+    study_date: Optional[str]
+    views: tuple[str, ...]
+    n_videos: int
+    phenotypes: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Everything `e2r search` reports for one ECG (`to_dict()` is the documented JSON)."""
+
+    ecg: dict[str, Any]
+    neighbours: tuple[Neighbour, ...]
+    estimate: dict[str, Any]
+    collection: str
+    model_hash: str
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ecg": self.ecg,
+            "collection": self.collection,
+            "model_hash": self.model_hash,
+            "neighbours": [asdict(n) | {"views": list(n.views)} for n in self.neighbours],
+            "estimate": self.estimate,
+            "notes": list(self.notes),
+            "timings_ms": self.timings_ms,
+        }
+
+
+class Searcher:
+    """Searches one collection of an open store with the model bundle the collection records."""
+
+    def __init__(self, store: Any, collection: str, model: Any = None):
+        """`model` (a LoadedModel) may be given to skip loading; it must match the collection."""
+        from e2r.bundle import load_model
+
+        self.store = store
+        self.collection = collection
+        if not store.collection_exists(collection):
+            names = ", ".join(store.list_collections()) or "none"
+            raise StoreError(
+                f"collection {collection!r} does not exist (collections: {names}); "
+                "create it with `e2r index ARCHIVE --model MODEL_DIR`"
+            )
+        meta = store.get_metadata(collection)
+        self.model_hash = meta.get("model_hash")
+        if model is None:
+            model_path = meta.get("model_path")
+            if not model_path or not Path(model_path).is_dir():
+                raise BundleError(
+                    f"collection {collection!r} was built with model {self.model_hash} at {model_path}, "
+                    "which is not there any more; restore that bundle or re-index with a model you have"
+                )
+            model = load_model(model_path)
+        if model.hash != self.model_hash:
+            raise BundleError(
+                f"model bundle {model.path} has hash {model.hash} but collection {collection!r} was built "
+                f"with {self.model_hash}; search with the model the collection was built with"
+            )
+        self.loaded = model
+        self.n_points = store.count(collection)
+        if self.n_points == 0:
+            raise StoreError(f"collection {collection!r} is empty; index an archive into it with `e2r index`")
+
+    # -- encoding ---------------------------------------------------------------------------
+    def encode(self, ecg_paths: list[str | Path]) -> tuple[np.ndarray, list[dict[str, Any]], float]:
+        """Read, preprocess and encode ECGs; returns (embeddings (B, D), ECG summaries, read ms)."""
+        from e2r.ecg_io import read_ecg
+        from e2r.ecg_preprocess import preprocess_ecg
+        from e2r.encode import encode_ecg
+
+        t0 = time.perf_counter()
+        prepared, infos = [], []
+        for path in ecg_paths:
+            record = read_ecg(path)
+            pre = preprocess_ecg(record, self.loaded.preset.ecg_preprocess)
+            prepared.append(pre)
+            infos.append({
+                "path": str(path),
+                "fs": record.fs,
+                "duration_s": round(record.duration_s, 3),
+                "derived_leads": list(record.derived),
+                "notes": list(pre.notes) + list(getattr(record, "warnings", ())),
+            })
+        t1 = time.perf_counter()
+        return encode_ecg(self.loaded.model, prepared), infos, (t1 - t0) * 1000
+
+    # -- one query ------------------------------------------------------------------------------
+    def search(
+        self,
+        ecg_path: str | Path,
+        top_k: int = 10,
+        k: int = 50,
+        filter: Any = None,
+        weighting: str = "softmax",
+    ) -> SearchResult:
+        """The top_k most similar studies and the kNN phenotype estimate from k labelled ones."""
+        t0 = time.perf_counter()
+        emb, infos, read_ms = self.encode([ecg_path])
+        t1 = time.perf_counter()
+        return self._query(emb[0], infos[0], top_k, k, filter, weighting,
+                           {"read_preprocess": read_ms, "encode": (t1 - t0) * 1000 - read_ms})
+
+    def search_many(
+        self,
+        ecg_paths: Iterable[str | Path],
+        top_k: int = 10,
+        k: int = 50,
+        filter: Any = None,
+        batch_size: int = 64,
+        weighting: str = "softmax",
+    ) -> Iterator[tuple[str, Optional[SearchResult], Optional[str]]]:
+        """Yield (path, result, error) per ECG; unreadable records give an error, never stop the run."""
+        from e2r.ecg_io import read_ecg
+        from e2r.ecg_preprocess import preprocess_ecg
+        from e2r.encode import encode_ecg
+
+        paths = [str(p) for p in ecg_paths]
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start:start + batch_size]
+            ok_paths, prepared, infos = [], [], []
+            for path in chunk:
+                try:
+                    record = read_ecg(path)
+                    pre = preprocess_ecg(record, self.loaded.preset.ecg_preprocess)
+                except E2RError as err:
+                    yield path, None, str(err)
+                    continue
+                ok_paths.append(path)
+                prepared.append(pre)
+                infos.append({"path": path, "fs": record.fs, "duration_s": round(record.duration_s, 3),
+                              "derived_leads": list(record.derived), "notes": list(pre.notes)})
+            if not prepared:
+                continue
+            emb = encode_ecg(self.loaded.model, prepared)
+            for path, vector, info in zip(ok_paths, emb, infos):
+                yield path, self._query(vector, info, top_k, k, filter, weighting, {}), None
+
+    def _query(self, vector: np.ndarray, info: dict[str, Any], top_k: int, k: int, filter: Any,
+               weighting: str, timings: dict[str, float]) -> SearchResult:
+        from e2r.store import Condition, Filter
+        from queries.knn import knn_estimate
+
+        t0 = time.perf_counter()
+        hits = self.store.search(self.collection, vector, top_k=top_k, filter=filter)
+        labelled_filter = Filter(must=(*(filter.must if filter else ()), Condition("has_phenotypes", "eq", True)))
+        labelled = self.store.search(self.collection, vector, top_k=k, filter=labelled_filter)
+        t1 = time.perf_counter()
+        notes = []
+        if len(labelled) < k:
+            notes.append(f"only {len(labelled)} labelled studies match; the estimate uses {len(labelled)} instead of k={k}")
+        estimate = knn_estimate(
+            np.array([h.score for h in labelled], dtype=np.float64),
+            [h.payload for h in labelled], k=k, weighting=weighting,
+        ).to_dict() if labelled else {"n_neighbours": 0, "notes": ["no labelled studies in the collection"]}
+        t2 = time.perf_counter()
+        neighbours = tuple(
+            Neighbour(
+                rank=i + 1,
+                similarity=float(h.score),
+                study_uid=h.payload.get("study_uid", h.id),
+                study_date=h.payload.get("study_date"),
+                views=tuple(h.payload.get("views") or ()),
+                n_videos=int(h.payload.get("n_videos") or 0),
+                phenotypes={f: h.payload.get(f) for f in (*NUMERIC_FIELDS, "rhythm", *LABEL_FIELDS)},
+            )
+            for i, h in enumerate(hits)
+        )
+        timings = {**timings, "store_query": (t1 - t0) * 1000, "knn": (t2 - t1) * 1000}
+        return SearchResult(ecg=info, neighbours=neighbours, estimate=estimate, collection=self.collection,
+                            model_hash=self.model_hash, timings_ms={k_: round(v, 3) for k_, v in timings.items()},
+                            notes=tuple(notes))
