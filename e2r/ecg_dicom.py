@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from e2r.ecg_io import units_to_mv
+from e2r.ecg_io import one_line, units_to_mv
 from e2r.ecg_leads import DICOM_LEAD_CODES, canonical_lead, missing_leads, select_leads
 from e2r.errors import ECGReadError
 
@@ -61,7 +61,9 @@ def read_dicom_waveform(path: Path) -> DicomWaveform:
     try:
         ds = pydicom.dcmread(path)
     except Exception as exc:
-        raise ECGReadError(f"{path}: DICOM file cannot be parsed ({exc}); give an intact DICOM ECG") from exc
+        raise ECGReadError(
+            f"{path}: DICOM file cannot be parsed ({one_line(exc)}); give an intact DICOM ECG"
+        ) from exc
     if "WaveformSequence" not in ds or not ds.WaveformSequence:
         sop = getattr(ds.get("SOPClassUID"), "name", ds.get("SOPClassUID", "unknown"))
         raise ECGReadError(
@@ -81,7 +83,9 @@ def read_dicom_waveform(path: Path) -> DicomWaveform:
         if best is None or key > best[0]:
             best = (key, index, shown, matched)
     if best is None:
-        raise ECGReadError(f"{path}: DICOM waveform has no ECG rhythm group with a sampling rate; give a 12-lead ECG")
+        raise ECGReadError(
+            f"{path}: DICOM waveform has no ECG rhythm group with a sampling rate; give a 12-lead ECG"
+        )
     _, index, shown, matched = best
     item = ds.WaveformSequence[index]
     fs = float(item.SamplingFrequency)
@@ -90,7 +94,9 @@ def read_dicom_waveform(path: Path) -> DicomWaveform:
     try:
         data = np.asarray(ds.waveform_array(index), dtype=np.float64)  # (T, C), sensitivity applied
     except Exception as exc:
-        raise ECGReadError(f"{path}: DICOM waveform data cannot be decoded ({exc}); the file may be truncated") from exc
+        raise ECGReadError(
+            f"{path}: DICOM waveform data cannot be decoded ({one_line(exc)}); the file may be truncated"
+        ) from exc
     for col, ch in enumerate(item.ChannelDefinitionSequence):
         if matched[col] is None:
             continue

@@ -72,16 +72,21 @@ def read_ecg(path: str | Path) -> ECGRecord:
     `rec.dat`, `rec.mat`; formats 16, 212, 16 with byte offset, ...) or from a DICOM 12-lead ECG
     Waveform Storage file (detected by its DICM preamble, whatever its extension)."""
     named = Path(path)
-    kind, target = _locate(named)
-    if kind == "dicom":
-        from e2r.ecg_dicom import read_dicom_waveform  # pydicom is only needed for DICOM
+    try:
+        kind, target = _locate(named)
+        if kind == "dicom":
+            from e2r.ecg_dicom import read_dicom_waveform  # pydicom is only needed for DICOM
 
-        wave = read_dicom_waveform(named)
-        return _build_record(
-            named, wave.record_name, wave.fs, wave.source_leads, wave.match_names, wave.signal_mv,
-            wave.notes,
-        )
-    return _read_wfdb(named, target)
+            wave = read_dicom_waveform(named)
+            return _build_record(
+                named, wave.record_name, wave.fs, wave.source_leads, wave.match_names,
+                wave.signal_mv, wave.notes,
+            )
+        return _read_wfdb(named, target)
+    except OSError as exc:  # permissions, I/O errors
+        raise ECGReadError(
+            f"{named}: cannot be read ({one_line(exc)}); check the file and its permissions"
+        ) from exc
 
 
 def _locate(path: Path) -> tuple[str, Path]:
@@ -95,9 +100,11 @@ def _locate(path: Path) -> tuple[str, Path]:
             return "dicom", path
         if path.suffix == ".hea":
             return "wfdb", path
-        header = path.with_suffix(".hea") if path.suffix else Path(f"{path}.hea")
-        if header.is_file():
-            return "wfdb", header
+        candidates = [path.with_suffix(".hea"), Path(f"{path}.hea")] if path.suffix else [Path(f"{path}.hea")]
+        for header in candidates:
+            if header.is_file():
+                return "wfdb", header
+        header = candidates[0]
         if path.suffix.lower() in (".dat", ".mat"):
             raise ECGReadError(
                 f"{path}: signal file without its WFDB header {header.name}; "
@@ -112,6 +119,8 @@ def _locate(path: Path) -> tuple[str, Path]:
     header = Path(f"{path}.hea")
     if header.is_file():
         return "wfdb", header
+    if path.suffix.lower() in (".hea", ".dat", ".mat", ".dcm"):
+        raise ECGReadError(f"{path}: no such file; check the path")
     raise ECGReadError(f"{path}: no such file (nor {header.name}); check the path")
 
 
@@ -129,7 +138,7 @@ def _read_wfdb(named: Path, header_path: Path) -> ECGRecord:
         header = wfdb.rdheader(base)
     except Exception as exc:  # wfdb raises many types for malformed headers
         raise ECGReadError(
-            f"{header_path}: not a valid WFDB header ({_short(exc)}); {_WHAT_TO_GIVE}"
+            f"{header_path}: not a valid WFDB header ({one_line(exc)}); {_WHAT_TO_GIVE}"
         ) from exc
     if isinstance(header, wfdb.MultiRecord):
         raise ECGReadError(
@@ -152,21 +161,24 @@ def _read_wfdb(named: Path, header_path: Path) -> ECGRecord:
     if missing:
         raise ECGReadError(_missing_message(header_path, missing, names))
     channels = sorted({idx for idx, _ in selection.channels.values()})
+    scales = {
+        idx: units_to_mv(header.units[idx] if header.units else None, f"{header_path} signal {names[idx]!r}")
+        for idx in channels
+    }
     _check_signal_files(header_path, header, channels)
     try:
         record = wfdb.rdrecord(base, channels=channels, physical=True, return_res=64)
     except Exception as exc:
         raise ECGReadError(
-            f"{header_path}: cannot read the signal data ({_short(exc)}); "
+            f"{header_path}: cannot read the signal data ({one_line(exc)}); "
             f"check that the signal file matches its header"
         ) from exc
 
     column = {idx: col for col, idx in enumerate(channels)}
     match_names: list[str | None] = [None] * len(names)
     signal_mv = np.zeros((record.p_signal.shape[0], len(names)), dtype=np.float64)
-    for lead, (idx, _sign) in selection.channels.items():
-        scale = units_to_mv(header.units[idx] if header.units else None, f"{header_path} signal {names[idx]!r}")
-        signal_mv[:, idx] = record.p_signal[:, column[idx]] * scale
+    for idx in channels:
+        signal_mv[:, idx] = record.p_signal[:, column[idx]] * scales[idx]
         match_names[idx] = names[idx]
     return _build_record(
         named, header.record_name, float(header.fs), tuple(names), match_names, signal_mv,
@@ -255,6 +267,7 @@ def _missing_message(path: Path, missing: list[str], names: list[str]) -> str:
     )
 
 
-def _short(exc: Exception) -> str:
+def one_line(exc: Exception) -> str:
+    """An exception as one short line for an error message."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 160 else text[:157] + "..."

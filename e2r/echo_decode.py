@@ -18,6 +18,7 @@ from e2r.errors import ConfigError, DicomReadError
 log = logging.getLogger(__name__)
 
 _COLORS = {"grey": "grey", "gray": "grey", "rgb": "rgb"}
+_JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 
 
 def sample_indices(n_available: int, n_frames: int, *, src_fps: Optional[float] = None,
@@ -25,7 +26,7 @@ def sample_indices(n_available: int, n_frames: int, *, src_fps: Optional[float] 
     """Frame indices to take from a video of `n_available` frames.
 
     With `fps` and a known `src_fps`, frames are taken every `src_fps / fps` source frames
-    (rounded), starting at frame 0. Otherwise every `stride`-th frame (default 1). A video too
+    (rounded), starting at frame 0; otherwise every `stride`-th frame (default 1). A video too
     short for `n_frames` samples is looped: indices wrap around to the start, as a cine loop
     replays (so a 10-frame video asked for 16 frames gives frames 0..9, 0..5).
     """
@@ -43,15 +44,15 @@ def decode_video(video: str | Path | VideoInfo, n_frames: int = 16, size: tuple[
 
     video: a file path or a `VideoInfo` from `read_video_header` / `scan_archive`.
     size: output (height, width).
-    fps: target frame rate; frames are sampled at it using the file's frame time (when the file
-        gives none, consecutive frames are used and a warning logged). Mutually exclusive with
-        `stride` (take every `stride`-th frame; default 1 when `fps` is None).
+    fps: target frame rate; frames are sampled at it from the first frame, using the file's frame
+        time. stride: every `stride`-th frame (default 1), used when `fps` is None or the file
+        gives no frame time (then a warning is logged).
     color: "grey" (luma, ITU-R 601) or "rgb".
 
     The crop is the file's ultrasound region (largest 2D region of SequenceOfUltrasoundRegions),
     else the largest centred box with the output's aspect ratio; a region of another aspect is
     padded with black (the background of an ultrasound image) rather than stretched. Short videos
-    loop (see `sample_indices`). Non-8-bit data are scaled to 0..255 by the video's min/max.
+    loop (see `sample_indices`). Non-8-bit data are scaled to 0..255 by the sampled frames' min/max.
     Returns uint8 (F, H, W) for grey or (F, H, W, 3) for rgb.
     Raises DicomReadError for files that are not echo videos or cannot be decoded.
     """
@@ -62,8 +63,6 @@ def decode_video(video: str | Path | VideoInfo, n_frames: int = 16, size: tuple[
         raise ConfigError(f"n_frames={n_frames} must be at least 1.")
     if len(size) != 2 or min(size) < 1:
         raise ConfigError(f"size={size!r} must be (height, width) with positive values.")
-    if fps is not None and stride is not None:
-        raise ConfigError("give either fps or stride when decoding a video, not both.")
     if fps is not None and fps <= 0:
         raise ConfigError(f"fps={fps} must be positive.")
     if stride is not None and stride < 1:
@@ -71,11 +70,11 @@ def decode_video(video: str | Path | VideoInfo, n_frames: int = 16, size: tuple[
 
     info = video if isinstance(video, VideoInfo) else read_video_header(video)
     if fps is not None and info.fps is None:
-        log.warning("%s: no frame time in the file; taking consecutive frames instead of %.3g fps",
-                    info.path, fps)
+        log.warning("%s: no frame time in the file; sampling with stride %d instead of %.3g fps",
+                    info.path, stride or 1, fps)
     idx = sample_indices(info.n_frames, n_frames, src_fps=info.fps, fps=fps, stride=stride)
     wanted = sorted(set(int(i) for i in idx))
-    decoded = _decode_frames(info, wanted)
+    decoded = _decode_frames(info, wanted, mode)
     frames = _to_uint8(decoded, info)                      # (K, H, W) or (K, H, W, 3)
     crop = info.region or _centre_box(info.rows, info.cols, size)
     out = np.stack([_crop_resize(f, crop, size, mode) for f in frames])
@@ -83,11 +82,18 @@ def decode_video(video: str | Path | VideoInfo, n_frames: int = 16, size: tuple[
     return out[[pos[int(i)] for i in idx]]
 
 
-def _decode_frames(info: VideoInfo, indices: list[int]) -> list[np.ndarray]:
-    """Decode the given frames with pydicom; YBR is converted to RGB, palette colour applied."""
+def _decode_frames(info: VideoInfo, indices: list[int], mode: str) -> list[np.ndarray]:
+    """Decode the given frames with pydicom: RGB (colour data) or (H, W) luma/grey frames.
+
+    YBR data are decoded raw and converted here: the Y plane is the luma, and PIL's YCbCr->RGB
+    is the YBR_FULL transform; this is several times faster than pydicom's numpy conversion.
+    JPEG baseline is decoded with Pillow first (faster than libjpeg), other decoders as fallback.
+    """
     import pydicom.pixels as px
     from pydicom.uid import UID
 
+    ybr = info.photometric in ("YBR_FULL", "YBR_FULL_422")
+    plugins = ["pillow", ""] if info.transfer_syntax == _JPEG_BASELINE else [""]
     try:
         if info.photometric == "PALETTE COLOR":
             import pydicom
@@ -96,13 +102,28 @@ def _decode_frames(info: VideoInfo, indices: list[int]) -> list[np.ndarray]:
             arr = px.apply_color_lut(ds.pixel_array, ds)
             arr = arr if arr.ndim == 4 else arr[None]
             return [arr[i] for i in indices]
-        return list(px.iter_pixels(info.path, indices=indices))
+        for k, plugin in enumerate(plugins):
+            try:
+                frames = list(px.iter_pixels(info.path, indices=indices, raw=ybr, decoding_plugin=plugin))
+                break
+            except Exception:
+                if k == len(plugins) - 1:
+                    raise
+                log.debug("%s: %s decoder failed, trying the others", info.path, plugin, exc_info=True)
     except Exception as err:  # decoders raise many types (RuntimeError, ValueError, OSError, ...)
         ts = UID(info.transfer_syntax).name if info.transfer_syntax else "unknown transfer syntax"
         raise DicomReadError(
             f"{info.path}: pixel data cannot be decoded ({ts}: {' '.join(str(err).split())[:150]}); "
             "install a decoder for it (pylibjpeg, pylibjpeg-openjpeg or gdcm) or re-export the file.",
             reason="decode_failed") from None
+    if ybr:
+        if mode == "grey":
+            return [np.ascontiguousarray(f[..., 0]) for f in frames]
+        from PIL import Image
+
+        return [np.asarray(Image.fromarray(np.ascontiguousarray(f), mode="YCbCr").convert("RGB"))
+                for f in frames]
+    return frames
 
 
 def _to_uint8(frames: list[np.ndarray], info: VideoInfo) -> np.ndarray:

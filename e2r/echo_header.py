@@ -176,6 +176,9 @@ def _read_header(path: Path) -> tuple[Any, int]:
             "the file is corrupt or truncated, re-export it.", reason="corrupt") from None
     for w in caught:
         log.debug("%s: %s", path, w.message)
+    if len(ds) == 0 and len(getattr(ds, "file_meta", None) or ()):
+        raise DicomReadError(f"{path}: ends right after its file meta header (truncated); "
+                             "re-copy the file.", reason="corrupt")
     if len(ds) == 0:
         raise DicomReadError(f"{path}: holds no DICOM elements; pass a DICOM echo video.",
                              reason="not_dicom")

@@ -8,6 +8,19 @@ that the cohort carries the morphology it claims. Everything here is synthetic.
 
 from __future__ import annotations
 
-from e2r.phantom.cohort import GENERATOR_VERSION, CohortOptions, CohortSummary, write_cohort
+from typing import Any
 
-__all__ = ["GENERATOR_VERSION", "CohortOptions", "CohortSummary", "write_cohort"]
+__all__ = ["GENERATOR_VERSION", "CohortOptions", "CohortSummary", "write_cohort", "check_cohort"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so importing a submodule (e.g. latent) does not pull in pydicom/wfdb.
+    if name in ("GENERATOR_VERSION", "CohortOptions", "CohortSummary", "write_cohort"):
+        from e2r.phantom import cohort
+
+        return getattr(cohort, name)
+    if name == "check_cohort":
+        from e2r.phantom.check import check_cohort
+
+        return check_cohort
+    raise AttributeError(name)

@@ -196,3 +196,23 @@ def exam_phenotypes(exam: Exam) -> dict[str, float | str]:
         "heart_rate": round(exam.heart_rate),
         "rhythm": exam.rhythm,
     }
+
+
+def beat_times(rng: np.random.Generator, heart_rate: float, rhythm: str, start: float, stop: float) -> np.ndarray:
+    """Times (s) of ventricular beats covering [start, stop].
+
+    Sinus rhythm: respiratory sinus arrhythmia (~4 s period, a few % of RR) plus small jitter,
+    RR coefficient of variation ~3 %. AF: "irregularly irregular" RR, independent intervals with
+    CV ~ 20 % (Tateno & Glass 2001 report CVs of 15-30 %), never shorter than 0.3 s.
+    """
+    rr_mean = 60.0 / heart_rate
+    times = [start - rng.uniform(0, rr_mean)]
+    resp_phase = rng.uniform(0, 2 * np.pi)
+    while times[-1] <= stop:
+        t = times[-1]
+        if rhythm == "af":
+            rr = max(0.30, rr_mean * rng.gamma(25.0, 1 / 25.0) * rng.lognormal(0, 0.12))
+        else:
+            rr = rr_mean * (1 + 0.035 * np.sin(2 * np.pi * t / 4.0 + resp_phase)) + rng.normal(0, 0.008 * rr_mean)
+        times.append(t + rr)
+    return np.asarray(times)

@@ -1,0 +1,198 @@
+"""The model bundle: one directory that describes and rebuilds a trained model.
+
+    bundle.json  format, e2r version, preset, preprocessing, train_config, data_summary, hash, ...
+    weights.pt   the model's state_dict
+
+The content hash is sha256 over the preset description and every tensor (name, dtype, shape,
+bytes), first 16 hex digits: two bundles holding the same model have the same hash whatever
+their training logs say, and any change to weights or architecture changes it. Indexes record it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import platform
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from e2r import __version__
+from e2r.errors import BundleError, E2RError
+from e2r.models import Echo2ECG
+from e2r.presets import ModelPreset, preset_from_dict, preset_to_dict
+
+log = logging.getLogger(__name__)
+
+BUNDLE_FORMAT = 1
+META_FILE = "bundle.json"
+WEIGHTS_FILE = "weights.pt"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model rebuilt from a bundle (in eval mode) with its description."""
+
+    model: Echo2ECG
+    preset: ModelPreset
+    hash: str
+    meta: dict
+    path: Path
+
+
+def content_hash(preset_dict: dict, state_dict: dict[str, torch.Tensor]) -> str:
+    """sha256 (hex, first 16) of the preset description and the weights."""
+    h = hashlib.sha256()
+    h.update(json.dumps(preset_dict, sort_keys=True).encode())
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def save_bundle(model: Echo2ECG, out_dir: str | Path, train_config: dict | None = None,
+                data_summary: dict | None = None) -> str:
+    """Write `model` as a bundle into out_dir (created if needed); returns the content hash.
+
+    Files are written to temporaries and moved into place, bundle.json last, so a crash never
+    leaves a bundle.json that points at half-written weights.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    preset = model.preset
+    preset_dict = preset_to_dict(preset)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    digest = content_hash(preset_dict, state)
+    meta = {
+        "format": BUNDLE_FORMAT,
+        "e2r_version": __version__,
+        "hash": digest,
+        "preset": preset_dict,
+        "preprocessing": {"ecg": asdict(preset.ecg_preprocess),
+                          "echo": {**preset.echo.decode_kwargs(), "mean": list(preset.echo.mean),
+                                   "std": list(preset.echo.std)}},
+        "embed_dim": preset.embed_dim,
+        "train_config": _jsonable(train_config or {}),
+        "data_summary": _jsonable(data_summary or {}),
+        "created_by": f"e2r {__version__} (torch {torch.__version__}, python {platform.python_version()})",
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "files": {"weights": WEIGHTS_FILE},
+    }
+    _atomic_write(out / WEIGHTS_FILE, lambda f: torch.save(state, f))
+    _atomic_write(out / META_FILE, lambda f: f.write(json.dumps(meta, indent=2).encode()))
+    log.info("saved model bundle %s (hash %s)", out, digest)
+    return digest
+
+
+def _read_meta(path: Path) -> dict:
+    if not path.exists():
+        raise BundleError(f"{path}: no such model bundle directory; pass the --out folder of `e2r train`")
+    if not path.is_dir():
+        raise BundleError(f"{path}: is a file, not a model bundle directory; pass the folder holding "
+                          f"{META_FILE}")
+    meta_path = path / META_FILE
+    if not meta_path.is_file():
+        raise BundleError(f"{meta_path}: missing, so {path} is not a model bundle; pass the --out folder "
+                          "of `e2r train`")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{meta_path}: corrupt ({exc.__class__.__name__}); re-export or retrain the "
+                          "model") from exc
+    if not isinstance(meta, dict) or not isinstance(meta.get("format"), int):
+        raise BundleError(f"{meta_path}: not an e2r bundle description (no format field); re-export "
+                          "the model")
+    if meta["format"] > BUNDLE_FORMAT:
+        raise BundleError(f"{meta_path}: bundle format {meta['format']} was written by a newer e2r "
+                          f"({meta.get('e2r_version', '?')}); upgrade e2r (this is {__version__})")
+    for key in ("hash", "preset"):
+        if key not in meta:
+            raise BundleError(f"{meta_path}: lacks {key!r}; re-export or retrain the model")
+    return meta
+
+
+def _read_state(path: Path, meta: dict) -> dict[str, torch.Tensor]:
+    weights = path / meta.get("files", {}).get("weights", WEIGHTS_FILE)
+    if not weights.is_file():
+        raise BundleError(f"{weights}: missing from the model bundle; copy the whole bundle folder")
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch/pickle raise many types for a truncated or foreign file
+        raise BundleError(f"{weights}: corrupt or unreadable ({exc.__class__.__name__}); copy the "
+                          "bundle again or retrain") from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BundleError(f"{weights}: not a state_dict of tensors; copy the bundle again or retrain")
+    return state
+
+
+def _verify(path: Path, meta: dict, state: dict) -> str:
+    digest = content_hash(meta["preset"], state)
+    if digest != meta["hash"]:
+        raise BundleError(f"{path}: content hash {digest} does not match bundle.json's {meta['hash']}; "
+                          "the weights or preset were changed or damaged; copy the bundle again or retrain")
+    return digest
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild the bundle's model exactly (eval mode, on `device`); BundleError on any problem."""
+    path = Path(path)
+    meta = _read_meta(path)
+    state = _read_state(path, meta)
+    digest = _verify(path, meta, state)
+    try:
+        preset = preset_from_dict(meta["preset"])
+        model = Echo2ECG(preset, load_weights=False)
+    except E2RError as exc:
+        raise BundleError(f"{path / META_FILE}: cannot rebuild the model: {exc}") from exc
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise BundleError(f"{path / WEIGHTS_FILE}: weights do not fit the preset ({first}); "
+                          "the bundle is damaged or from an incompatible e2r") from exc
+    model.to(device).eval()
+    return LoadedModel(model=model, preset=preset, hash=digest, meta=meta, path=path)
+
+
+def bundle_hash(path: str | Path) -> str:
+    """The bundle's content hash, verified against its weights (BundleError if they differ)."""
+    path = Path(path)
+    meta = _read_meta(path)
+    return _verify(path, meta, _read_state(path, meta))
+
+
+def _atomic_write(target: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(obj: Any) -> Any:
+    """Make configs JSON-ready: dataclasses -> dicts, Paths -> str, tuples -> lists."""
+    if hasattr(obj, "__dataclass_fields__"):
+        obj = asdict(obj)
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if hasattr(obj, "item"):
+        return obj.item()
+    return str(obj)

@@ -1,0 +1,282 @@
+"""Grey-scale echo cine loops of a latent heart, one standard view at a time.
+
+Anatomy is drawn as ellipses (distance fields on a precomputed physical grid, cm) in a view frame
+with the probe at the top; the frame is tilted and shifted per video (probe angle / position),
+the sector depth and width, gain, dynamic range and frame rate vary. Each frame: reflectivity
+map (blood dark, tissue grey, myocardium bright, pericardium/valves brightest) -> point-spread
+blur (lateral resolution worse than axial, as in real sector scans) -> multiplicative Rayleigh
+speckle (partly correlated across frames) -> log compression to 8 bits inside the sector.
+
+The LV follows the volume curve of the patient's rhythm (ECG-triggered clip, 1-2 beats): a
+prolate ellipsoid whose long axis shortens ~20 % and short axis carries the rest of the EF;
+walls thicken by conservation of myocardial area. What each view shows (and does not):
+
+| view | LV size / EF            | wall thickness            | LA               | RV              |
+|------|-------------------------|---------------------------|------------------|-----------------|
+| A4C  | area change (long axis) | walls parallel to beams:  | yes (area)       | yes (basal diam)|
+|      |                         | lateral blur, imprecise   |                  |                 |
+| A2C  | area change             | imprecise (as A4C)        | yes              | not in the view |
+| PLAX | LV diameter (FS)        | IVS and posterior wall,   | AP diameter      | RVOT only, whose|
+|      |                         | perpendicular: sharp      |                  | size is not RV's|
+| PSAX | cavity area change      | whole ring: sharp         | not in the view  | crescent        |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from e2r.phantom.latent import Exam, beat_times
+
+VIEWS = ("A4C", "A2C", "PLAX", "PSAX")
+FRAME_RATES = (25.0, 30.0, 40.0, 50.0)
+
+# Reflectivity (linear amplitude, 1 = brightest) of the drawn tissues.
+_BLOOD, _TISSUE, _MYO, _BRIGHT = 0.01, 0.07, 0.4, 1.0
+
+
+@dataclass(frozen=True)
+class EchoVideo:
+    """One rendered cine loop and the acquisition facts a DICOM writer needs."""
+
+    view: str
+    frames: np.ndarray        # uint8 (F, H, W)
+    fps: float
+    pixel_spacing_cm: float   # isotropic, cm per pixel
+    region: tuple[int, int, int, int]  # x0, y0, x1, y1 of the sector's bounding box (inclusive)
+    apex: tuple[int, int]     # probe position (x, y) in pixels
+    depth_cm: float
+
+
+@dataclass(frozen=True)
+class _Grid:
+    x: np.ndarray  # (H, W) lateral cm in the view frame
+    y: np.ndarray  # (H, W) depth cm in the view frame
+    sector: np.ndarray  # (H, W) bool
+    r: np.ndarray  # (H, W) physical distance from the probe, cm
+
+
+class _Canvas:
+    """A stack of reflectivity frames painted back to front."""
+
+    def __init__(self, grid: _Grid, n_frames: int):
+        self.g = grid
+        self.img = np.full((n_frames,) + grid.x.shape, _TISSUE, dtype=np.float32)
+
+    def ellipse(self, cx, cy, a, b, value: float, angle: float = 0.0) -> np.ndarray:
+        """Paint value inside the ellipse (per-frame centre/semi-axes arrays or scalars, cm)."""
+        cx, cy, a, b = (np.asarray(v, dtype=np.float32).reshape(-1, 1, 1) for v in (cx, cy, a, b))
+        dx, dy = self.g.x[None] - cx, self.g.y[None] - cy
+        if angle:
+            c, s = np.cos(angle), np.sin(angle)
+            dx, dy = c * dx + s * dy, -s * dx + c * dy
+        inside = (dx / a) ** 2 + (dy / b) ** 2 <= 1.0
+        np.copyto(self.img, np.float32(value), where=inside)
+        return inside
+
+    def band(self, y0, y1, x0, x1, value: float) -> None:
+        """Paint value in the view-frame rectangle (per-frame arrays or scalars, cm)."""
+        y0, y1, x0, x1 = (np.asarray(v, dtype=np.float32).reshape(-1, 1, 1) for v in (y0, y1, x0, x1))
+        gx, gy = self.g.x[None], self.g.y[None]
+        np.copyto(self.img, np.float32(value), where=(gy >= y0) & (gy <= y1) & (gx >= x0) & (gx <= x1))
+
+
+def _make_grid(rng: np.random.Generator, size: int, depth: float, half_angle: float,
+               tilt: float, shift: tuple[float, float]) -> tuple[_Grid, float, tuple[int, int]]:
+    ps = depth / (0.93 * size)
+    apex_row, apex_col = 2.0, size / 2 - 0.5
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float32)
+    px, py = (cols - apex_col) * ps, (rows - apex_row) * ps
+    r = np.hypot(px, py)
+    theta = np.arctan2(px, np.maximum(py, 1e-6))
+    sector = (r <= depth) & (np.abs(theta) <= half_angle) & (py > 0)
+    # View frame: rotate by the probe tilt about the probe, then shift the heart.
+    c, s = np.cos(tilt), np.sin(tilt)
+    x = c * px + s * py - shift[0]
+    y = -s * px + c * py - shift[1]
+    return _Grid(x=x, y=y, sector=sector, r=r), ps, (int(round(apex_col)), int(apex_row))
+
+
+def _cycle(exam: Exam, rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
+    """LV filling state c(t) in [0, 1] (1 = end-diastole, 0 = end-systole) at frame times t (s).
+
+    Ejection over ~LVET (Weissler: ~0.30 s, shorter at high rate), isovolumic relaxation,
+    rapid filling (~75 % of the stroke volume in sinus), diastasis, atrial kick (~25 %), which
+    AF lacks: there filling depends on the preceding RR (short RR, less filling).
+    """
+    beats = beat_times(rng, exam.heart_rate, exam.rhythm, -0.2, float(t[-1]) + 1.0)
+    beats = beats - beats[beats <= 0.05].max() if np.any(beats <= 0.05) else beats
+    lvet = float(np.clip(0.33 - 0.0012 * (exam.heart_rate - 70), 0.2, 0.36))
+    k = np.searchsorted(beats, t, side="right") - 1
+    k = np.clip(k, 0, len(beats) - 2)
+    since = t - beats[k]
+    rr = beats[k + 1] - beats[k]
+    to_next = beats[k + 1] - t
+    eject = 0.5 * (1 + np.cos(np.pi * np.clip(since / lvet, 0, 1)))       # 1 -> 0 during systole
+    fill_t = np.clip(since - lvet - 0.07, 0, None)
+    if exam.rhythm == "af":
+        rapid = 1 - np.exp(-fill_t / 0.12)
+        kick = 0.0
+    else:
+        rapid = 0.75 * (1 - np.exp(-fill_t / 0.09))
+        kick = 0.25 * np.clip(1 - to_next / 0.12, 0, 1) + 0.25 * np.clip(
+            1 - (rr - lvet - 0.07) / 0.5, 0, 1) * (since > lvet + 0.07)  # fused E/A at fast rates
+    filled = np.clip(rapid + kick, 0, 1)
+    return np.where(since < lvet, eject * 1.0, filled).astype(np.float32)
+
+
+def render_view(exam: Exam, view: str, rng: np.random.Generator, size: int = 128,
+                n_frames: int = 32, fps: float | None = None) -> EchoVideo:
+    """Render one cine loop of `exam` in `view` (one of VIEWS)."""
+    if view not in VIEWS:
+        raise ValueError(f"unknown view {view!r}; expected one of {VIEWS}")
+    fps = float(fps or rng.choice(FRAME_RATES))
+    apical = view in ("A4C", "A2C")
+    depth = float(rng.uniform(14.0, 17.5) if apical else rng.uniform(12.5, 16.0))
+    half_angle = np.deg2rad(rng.uniform(28, 35))
+    tilt = np.deg2rad(rng.normal(0, 6))
+    shift = (float(rng.normal(0, 0.5)), float(rng.normal(0, 0.4)))
+    grid, ps, apex = _make_grid(rng, size, depth, half_angle, tilt, shift)
+
+    t = np.arange(n_frames) / fps + rng.uniform(-0.08, 0.0)  # ECG-triggered clip
+    fill = _cycle(exam, rng, t)
+    edv, esv = exam.lvedv, exam.lvesv
+    vol = esv + (edv - esv) * fill                       # LV volume per frame, mL
+    contraction = 1.0 - fill                             # 0 at ED, 1 at ES
+    l_ed = (6 * edv * exam.sphericity ** 2 / np.pi) ** (1 / 3)  # long axis, cm: V = pi/6 L D^2
+    length = l_ed * (vol / edv) ** 0.22
+    diam = np.sqrt(6 * vol / (np.pi * length))
+    ivs, pw = exam.ivsd / 10, exam.lvpwd / 10
+
+    def thick(h_ed: float) -> np.ndarray:
+        # Wall thickening by conservation of myocardial cross-section (ring area constant).
+        area = (diam[0] / 2 + h_ed) ** 2 - (diam[0] / 2) ** 2
+        return -diam / 2 + np.sqrt(diam ** 2 / 4 + area)
+
+    h_ivs, h_pw = thick(ivs), thick(pw)
+    la_max = exam.la_volume
+    la_vol = la_max * (0.55 + 0.45 * contraction)        # largest at LV end-systole
+    la_d = (6 * la_vol / (np.pi * 1.3)) ** (1 / 3)       # LA as ellipsoid, L = 1.3 D
+    rv_w = exam.rv_diameter / 10 * np.sqrt(1 - (0.42 - 0.008 * max(0.0, exam.rv_diameter - 38)) * contraction)
+
+    cv = _Canvas(grid, n_frames)
+    near = float(rng.uniform(1.2, 2.2))                  # chest wall to the heart, cm
+    if view in ("A4C", "A2C"):
+        _draw_apical(cv, view, exam, rng, near, length, diam, h_ivs, h_pw, la_d, rv_w, l_ed)
+    elif view == "PLAX":
+        _draw_plax(cv, rng, near, length, diam, h_ivs, h_pw, la_d, contraction)
+    else:
+        _draw_psax(cv, rng, near, diam, h_ivs, h_pw, rv_w)
+    frames = _image(cv.img, grid, rng, ps, depth)
+    ys, xs = np.nonzero(grid.sector)
+    region = (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
+    return EchoVideo(view=view, frames=frames, fps=fps, pixel_spacing_cm=float(ps), region=region,
+                     apex=apex, depth_cm=depth)
+
+
+def _draw_apical(cv: _Canvas, view: str, exam: Exam, rng, near, length, diam, h_ivs, h_pw,
+                 la_d, rv_w, l_ed) -> None:
+    """A4C: LV right of the septum, RV left, atria below. A2C: LV centred, LA below, no RV."""
+    apex_y = near + 0.6
+    base_y = apex_y + length                             # mitral annulus descends in diastole
+    septum_x = 0.0 if view == "A4C" else -diam[0] / 2 - h_ivs[0] / 2
+    h_apex = 0.7 * (h_ivs + h_pw) / 2
+    lv_cx = septum_x + h_ivs + diam / 2
+    lv_cy = apex_y + length / 2
+    # Pericardium, then myocardium, then cavity (outer ellipse sized so septum = h_ivs on the left).
+    out_a = diam / 2 + (h_ivs + h_pw) / 2
+    out_cx = lv_cx + (h_pw - h_ivs) / 2
+    cv.ellipse(out_cx, lv_cy, out_a + 0.25, length / 2 + h_apex + 0.25, _BRIGHT)
+    if view == "A4C":
+        rv_len = 0.82 * l_ed * (length / l_ed) ** 0.5
+        rv_cx = septum_x - rv_w / 2 - 0.05
+        rv_cy = base_y - rv_len / 2
+        cv.ellipse(rv_cx, rv_cy, rv_w / 2 + 0.4, rv_len / 2 + 0.4, _MYO)   # RV free wall
+        ra_d = 3.6 * (exam.rv_diameter / 35.0) ** 0.7 * (la_d / la_d.max()) ** 0.3
+        cv.ellipse(septum_x - ra_d / 2 - 0.2, base_y + 0.2 + 0.6 * ra_d, ra_d / 2 + 0.25, 0.6 * ra_d + 0.25, _MYO)
+        cv.ellipse(septum_x - ra_d / 2 - 0.2, base_y + 0.2 + 0.6 * ra_d, ra_d / 2, 0.6 * ra_d, _BLOOD)
+    cv.ellipse(out_cx, lv_cy, out_a, length / 2 + h_apex, _MYO)
+    la_cx = lv_cx + 0.1
+    la_cy = base_y + 0.25 + 0.65 * la_d
+    cv.ellipse(la_cx, la_cy, la_d / 2 + 0.25, 0.65 * la_d + 0.25, _MYO)
+    cv.ellipse(la_cx, la_cy, la_d / 2, 0.65 * la_d, _BLOOD)
+    if view == "A4C":
+        cv.ellipse(rv_cx, rv_cy, rv_w / 2, rv_len / 2, _BLOOD)
+    cv.ellipse(lv_cx, lv_cy, diam / 2, length / 2, _BLOOD)
+    # AV plane: annulus and closed leaflets (bright) at the base; leaflets open in diastole.
+    cv.band(base_y - 0.12, base_y + 0.12, lv_cx - diam / 2 - 0.2, lv_cx - diam / 2 + 0.5, _BRIGHT)
+    cv.band(base_y - 0.12, base_y + 0.12, lv_cx + diam / 2 - 0.5, lv_cx + diam / 2 + 0.2, _BRIGHT)
+    closed = (np.diff(length, prepend=length[0]) <= 0).astype(np.float32)  # shrinking = systole
+    cv.band(base_y - 0.08, base_y + 0.08, lv_cx - diam / 2, lv_cx - diam / 2 + closed * diam, _MYO)
+
+
+def _draw_plax(cv: _Canvas, rng, near, length, diam, h_ivs, h_pw, la_d, contraction) -> None:
+    """PLAX: RVOT on top (its size independent of the RV's), IVS, LV cavity, posterior wall,
+    pericardium; aortic root and LA to the right. The LV long axis runs to the left."""
+    rvot = float(np.clip(rng.normal(2.7, 0.35), 1.8, 3.6))
+    sept_top = near + 0.4 + rvot
+    lv_cx = -1.2
+    half_len = length / 2 + 0.6
+    cav_cy = sept_top + h_ivs + diam / 2
+    pw_bot = cav_cy + diam / 2 + h_pw
+    out_b = (pw_bot - sept_top) / 2
+    out_cy = (pw_bot + sept_top) / 2
+    ao_x = lv_cx + half_len * 0.75 + 0.8
+    ao_r = float(rng.uniform(1.2, 1.6))
+    cv.ellipse(lv_cx, out_cy + 0.2, half_len + 0.5, out_b + 0.3, _BRIGHT)       # pericardium
+    cv.ellipse(ao_x, sept_top + 0.9 + la_d + 0.2, 0.6 * la_d + 0.25, la_d / 2 + 0.25, _MYO)
+    cv.ellipse(ao_x, sept_top + 0.9 + la_d + 0.2, 0.6 * la_d, la_d / 2, _BLOOD)  # LA
+    cv.ellipse(lv_cx, out_cy, half_len + 0.3, out_b, _MYO)
+    cv.ellipse(lv_cx - 0.5, near + 0.4 + rvot / 2, 3.2, rvot / 2, _BLOOD)      # RVOT
+    cv.ellipse(ao_x, sept_top + 0.5, 1.8, ao_r / 2 + 0.2, _MYO)                  # aortic root walls
+    cv.ellipse(ao_x, sept_top + 0.5, 1.9, ao_r / 2, _BLOOD)
+    cv.ellipse(lv_cx, cav_cy, half_len, diam / 2, _BLOOD)
+    # Aortic valve cusps open in systole, close in diastole (a bright line when closed).
+    shut = (contraction < 0.15).astype(np.float32)
+    cv.band(sept_top + 0.45, sept_top + 0.55, ao_x - 0.9, ao_x - 0.9 + 1.2 * shut, _BRIGHT)
+
+
+def _draw_psax(cv: _Canvas, rng, near, diam, h_ivs, h_pw, rv_w) -> None:
+    """PSAX (mid-papillary): round LV with the septum toward the upper left, RV crescent wrapped
+    around it there; no atria."""
+    out_r = diam / 2 + (h_ivs + h_pw) / 2
+    lv_cx, lv_cy = 0.4, near + 0.6 + rv_w * 0.45 + out_r.max()
+    # The cavity sits off-centre in the outer ring so the septal side is h_ivs thick.
+    shift = (h_pw - h_ivs) / 2
+    ux, uy = -np.cos(np.pi / 4), -np.sin(np.pi / 4)       # toward the septum (upper left)
+    cav_cx, cav_cy = lv_cx - shift * ux, lv_cy - shift * uy
+    rv_cx = lv_cx - (out_r[0] * 0.55 + 0.0) - 0.1
+    rv_cy = lv_cy - out_r[0] * 0.55 - rv_w * 0.15
+    cv.ellipse(lv_cx, lv_cy, out_r + 0.25, out_r + 0.25, _BRIGHT)
+    cv.ellipse(rv_cx, rv_cy, rv_w * 0.62 + 0.35, rv_w * 0.36 + 0.35, _MYO, angle=-np.pi / 5)
+    cv.ellipse(rv_cx, rv_cy, rv_w * 0.62, rv_w * 0.36, _BLOOD, angle=-np.pi / 5)
+    cv.ellipse(lv_cx, lv_cy, out_r, out_r, _MYO)
+    cv.ellipse(cav_cx, cav_cy, diam / 2, diam / 2, _BLOOD)
+    # Papillary muscles: small bright bodies in the cavity's lower half.
+    for ang in (np.pi * 0.3, np.pi * 0.75):
+        px, py = cav_cx + 0.62 * diam / 2 * np.cos(ang), cav_cy + 0.62 * diam / 2 * np.sin(ang)
+        cv.ellipse(px, py, 0.22, 0.3, _MYO * 0.8)
+
+
+def _image(refl: np.ndarray, grid: _Grid, rng: np.random.Generator, ps: float, depth: float) -> np.ndarray:
+    """Reflectivity -> blur (axial < lateral) -> Rayleigh speckle -> log compression, 8 bits."""
+    lat_cm = rng.uniform(0.2, 0.28)                      # lateral beam width at mid-depth
+    blur = ndimage.gaussian_filter(refl, sigma=(0, 0.06 / ps, lat_cm / ps), mode="nearest")
+    f, h, w = refl.shape
+    static = rng.standard_normal((2, 1, h, w), dtype=np.float32)
+    fresh = rng.standard_normal((2, f, h, w), dtype=np.float32)
+    z = 0.8 * static + 0.6 * fresh                      # speckle decorrelates slowly over frames
+    z = ndimage.gaussian_filter(z, sigma=(0, 0, 0.5, 1.1))
+    speckle = np.hypot(z[0], z[1])
+    speckle /= speckle.mean()
+    env = blur * speckle
+    env *= (1.0 - rng.uniform(0.15, 0.35) * grid.r / depth)[None]   # attenuation left after TGC
+    env += 0.06 * np.exp(-grid.r / 1.2)[None] * speckle                 # near-field clutter
+    dr = rng.uniform(42, 52)                             # displayed dynamic range, dB
+    gain_db = rng.normal(0, 2.5)
+    db = 20 * np.log10(np.maximum(env, 1e-6)) + gain_db
+    out = np.clip(255 * (1 + db / dr), 0, 255)
+    out[:, ~grid.sector] = 0
+    return out.astype(np.uint8)

@@ -1,0 +1,320 @@
+"""The embedded store (the default): Qdrant Edge (PyPI `qdrant-edge-py`), Qdrant's own engine
+running in this process, one Edge shard per collection, no server.
+
+Why this and not qdrant-client's local mode: see the measurement in bench/bench_store.py and the
+summary in e2r/store/schema.py. In short, Edge keeps a write-ahead log (an upsert that returned
+survives SIGKILL), memory-maps its segments (reopening is fast) and builds a real HNSW index, so
+queries stay at milliseconds at archive scale, where local mode is a numpy brute force that reloads
+everything on open.
+
+Folder layout (`root` is `<data_dir>/store`):
+
+    store.lock, store.lock.owner     one process at a time (lock.py)
+    collections/<name>/shard/        the Edge shard: WAL, segments, edge_config.json
+    collections/<name>/collection.json   dim, payload schema and metadata (schema.py)
+
+Edge indexes new points with HNSW only when `optimize()` runs (until then they are searched
+exactly); this store optimizes every collection it wrote to when it is closed, or on `optimize()`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Optional, Sequence
+
+import numpy as np
+import qdrant_edge as qe
+
+from e2r.errors import StoreError
+from e2r.store import schema
+from e2r.store.base import Hit, Point, Record, VectorStore, _check_id, as_query, plain_payload
+from e2r.store.filters import Condition, Filter
+from e2r.store.lock import StoreLock
+
+log = logging.getLogger(__name__)
+
+SIDECAR = "collection.json"
+# HNSW search breadth; recall@10 measured by bench/bench_store.py with this value.
+DEFAULT_HNSW_EF = 128
+_UPSERT_CHUNK = 2000
+_EDGE_TYPES = {
+    "keyword": qe.PayloadSchemaType.Keyword,
+    "integer": qe.PayloadSchemaType.Integer,
+    "float": qe.PayloadSchemaType.Float,
+    "bool": qe.PayloadSchemaType.Bool,
+}
+
+
+class EdgeStore(VectorStore):
+    """Collections kept in a local folder by Qdrant Edge; one process at a time (see lock.py)."""
+
+    backend = "edge"
+
+    def __init__(self, root: Path, *, wait_s: float = 0.0, hnsw_ef: int = DEFAULT_HNSW_EF):
+        self.root = Path(root).expanduser()
+        self.location = str(self.root)
+        self.hnsw_ef = int(hnsw_ef)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StoreError(f"--data-dir {self.root}: cannot create the store folder ({err.strerror}); "
+                             "choose a writable folder") from None
+        self._lock = StoreLock(self.root)
+        self._lock.acquire(wait_s)
+        self._collections = self.root / "collections"
+        self._collections.mkdir(exist_ok=True)
+        self._shards: dict[str, qe.EdgeShard] = {}
+        self._sidecars: dict[str, dict] = {}
+        self._dirty: set[str] = set()
+        self._remove_leftovers()
+
+    # -- collections -------------------------------------------------------------------------
+    def create_collection(self, name: str, dim: int, metadata: Mapping[str, Any],
+                          payload_schema: Optional[Mapping[str, str]] = None) -> None:
+        """Create a collection; built in a temporary folder and renamed, so it appears whole or not at all."""
+        self._check_open()
+        schema.check_collection_name(name)
+        if self.collection_exists(name):
+            raise StoreError(f"collection {name!r} already exists in {self.location}; "
+                             "pick another --collection or drop it first")
+        if int(dim) <= 0:
+            raise StoreError(f"collection {name!r}: dim must be positive, got {dim}")
+        fields = schema.check_payload_schema(
+            schema.STUDY_PAYLOAD_SCHEMA if payload_schema is None else payload_schema)
+        sidecar = {"dim": int(dim), "distance": schema.DISTANCE, "payload_schema": fields,
+                   "metadata": plain_payload(schema.with_defaults(dim, metadata), "collection metadata")}
+        tmp = self._collections / f".creating-{name}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=int(dim), distance=qe.Distance.Cosine))
+        with _edge_errors(f"creating collection {name!r} in {self.location}"):
+            shard = qe.EdgeShard.create(str(tmp / "shard"), config)
+            try:
+                for field, kind in fields.items():
+                    shard.update(qe.UpdateOperation.create_field_index(field, _EDGE_TYPES[kind]))
+                shard.flush()
+            finally:
+                shard.close()
+        _write_json(tmp / SIDECAR, sidecar)
+        os.replace(tmp, self._collections / name)
+        self._sidecars[name] = sidecar
+
+    def collection_exists(self, name: str) -> bool:
+        """Whether `collections/<name>/collection.json` exists."""
+        return (self._collections / name / SIDECAR).is_file() if _plain_name(name) else False
+
+    def list_collections(self) -> list[str]:
+        """Collection folders that carry a sidecar, sorted."""
+        return sorted(p.name for p in self._collections.iterdir()
+                      if not p.name.startswith(".") and (p / SIDECAR).is_file())
+
+    def drop_collection(self, name: str) -> None:
+        """Close and delete the collection's folder (renamed first, so a crash leaves no half collection)."""
+        self._check_open()
+        if not self.collection_exists(name):
+            return
+        shard = self._shards.pop(name, None)
+        if shard is not None:
+            shard.close()
+        self._sidecars.pop(name, None)
+        self._dirty.discard(name)
+        doomed = self._collections / f".dropping-{name}-{os.getpid()}"
+        os.replace(self._collections / name, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+
+    def get_metadata(self, name: str) -> dict:
+        """The metadata from the sidecar."""
+        return dict(self._sidecar(name)["metadata"])
+
+    def set_metadata(self, name: str, metadata: Mapping[str, Any]) -> None:
+        """Merge keys into the sidecar's metadata (atomic rewrite)."""
+        sidecar = dict(self._sidecar(name))
+        sidecar["metadata"] = {**sidecar["metadata"], **plain_payload(metadata, "collection metadata")}
+        _write_json(self._collections / name / SIDECAR, sidecar)
+        self._sidecars[name] = sidecar
+
+    def dim(self, name: str) -> int:
+        """Vector size from the sidecar."""
+        return int(self._sidecar(name)["dim"])
+
+    def payload_schema(self, name: str) -> dict:
+        """Indexed payload fields from the sidecar."""
+        return dict(self._sidecar(name)["payload_schema"])
+
+    # -- points ------------------------------------------------------------------------------
+    def upsert(self, name: str, points: Sequence[Point]) -> None:
+        """Write points; they are in the WAL (and survive a kill) when this returns."""
+        shard, dim = self._shard(name), self.dim(name)
+        for p in points:
+            if p.vector.shape[0] != dim:
+                raise StoreError(f"point {p.id}: vector has {p.vector.shape[0]} values, collection "
+                                 f"{name!r} holds {dim}-d vectors")
+        for start in range(0, len(points), _UPSERT_CHUNK):
+            batch = [qe.Point(p.id, p.vector, p.payload) for p in points[start:start + _UPSERT_CHUNK]]
+            with _edge_errors(f"writing to collection {name!r}"):
+                shard.update(qe.UpdateOperation.upsert_points(batch))
+        if points:
+            self._dirty.add(name)
+
+    def search(self, name: str, vector: np.ndarray, top_k: int, filter: Optional[Filter] = None) -> list[Hit]:
+        """HNSW search (exact for segments not yet indexed), best first."""
+        shard = self._shard(name)
+        query = as_query(vector, self.dim(name), name)
+        if top_k <= 0:
+            return []
+        request = qe.QueryRequest(
+            limit=int(top_k), query=qe.Query.Nearest(query), filter=_edge_filter(filter),
+            with_payload=True, params=qe.SearchParams(hnsw_ef=max(self.hnsw_ef, int(top_k))),
+        )
+        with _edge_errors(f"searching collection {name!r}"):
+            found = shard.query(request)
+        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in found]
+
+    def count(self, name: str, filter: Optional[Filter] = None) -> int:
+        """Exact count."""
+        shard = self._shard(name)
+        with _edge_errors(f"counting collection {name!r}"):
+            return int(shard.count(qe.CountRequest(exact=True, filter=_edge_filter(filter))))
+
+    def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[Record]:
+        """Points by ID in the order asked (vectors come back unit-normalised: cosine storage)."""
+        shard = self._shard(name)
+        wanted = [_check_id(i) for i in ids]
+        if not wanted:
+            return []
+        with _edge_errors(f"reading collection {name!r}"):
+            found = {str(r.id): r for r in shard.retrieve(wanted, True, bool(with_vectors))}
+        return [_record(found[i], with_vectors) for i in wanted if i in found]
+
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        """Delete by ID."""
+        shard = self._shard(name)
+        wanted = [_check_id(i) for i in ids]
+        if wanted:
+            with _edge_errors(f"deleting from collection {name!r}"):
+                shard.update(qe.UpdateOperation.delete_points(wanted))
+            self._dirty.add(name)
+
+    def iterate(self, name: str, filter: Optional[Filter] = None, batch_size: int = 1000,
+                with_vectors: bool = False) -> Iterator[Record]:
+        """Scroll through the collection in ID order."""
+        shard = self._shard(name)
+        offset = None
+        while True:
+            request = qe.ScrollRequest(offset=offset, limit=int(batch_size), filter=_edge_filter(filter),
+                                       with_payload=True, with_vector=bool(with_vectors))
+            with _edge_errors(f"reading collection {name!r}"):
+                records, offset = shard.scroll(request)
+            for r in records:
+                yield _record(r, with_vectors)
+            if offset is None:
+                return
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def optimize(self, name: str) -> None:
+        """Build the HNSW index over everything written so far, and flush."""
+        shard = self._shard(name)
+        log.info("building the vector index of collection %r (%d points)", name, shard.info().points_count)
+        with _edge_errors(f"indexing collection {name!r}"):
+            shard.optimize()
+            shard.flush()
+        self._dirty.discard(name)
+
+    def close(self) -> None:
+        """Optimize collections written to, flush, close shards, release the folder lock."""
+        if not self._lock.held:
+            return
+        try:
+            for name in sorted(self._dirty):
+                self.optimize(name)
+            for shard in self._shards.values():
+                shard.flush()
+                shard.close()
+        finally:
+            self._shards.clear()
+            self._lock.release()
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if not self._lock.held:
+            raise StoreError(f"the store at {self.location} is closed; open it again with open_store()")
+
+    def _sidecar(self, name: str) -> dict:
+        self._check_open()
+        if name not in self._sidecars:
+            if not self.collection_exists(name):
+                raise self._missing(name)
+            path = self._collections / name / SIDECAR
+            try:
+                self._sidecars[name] = json.loads(path.read_text())
+            except (OSError, ValueError) as err:
+                raise StoreError(f"{path}: unreadable collection file ({err}); the store folder is damaged, "
+                                 "re-index into a new --collection") from None
+        return self._sidecars[name]
+
+    def _shard(self, name: str) -> qe.EdgeShard:
+        self._sidecar(name)
+        if name not in self._shards:
+            with _edge_errors(f"opening collection {name!r} in {self.location}"):
+                self._shards[name] = qe.EdgeShard.load(str(self._collections / name / "shard"))
+        return self._shards[name]
+
+    def _remove_leftovers(self) -> None:
+        # Half-created or half-dropped collections of a killed process; we hold the lock, so
+        # nobody else is working on them.
+        for p in self._collections.glob(".*-*"):
+            if p.name.startswith((".creating-", ".dropping-")):
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def _plain_name(name: str) -> bool:
+    return isinstance(name, str) and bool(name) and "/" not in name and not name.startswith(".")
+
+
+def _record(r: Any, with_vectors: bool) -> Record:
+    vec = np.asarray(r.vector, dtype=np.float32) if with_vectors and r.vector is not None else None
+    return Record(str(r.id), dict(r.payload or {}), vec)
+
+
+def _edge_filter(f: Optional[Filter]) -> Optional[qe.Filter]:
+    if f is None or not f.must:
+        return None
+    return qe.Filter(must=[_edge_condition(c) for c in f.must])
+
+
+def _edge_condition(c: Condition) -> qe.FieldCondition:
+    v = c.value
+    if c.op == "any":
+        return qe.FieldCondition(key=c.field, match=qe.MatchAny(list(v)))
+    if c.op == "eq" and (isinstance(v, (str, bool))):
+        return qe.FieldCondition(key=c.field, match=qe.MatchValue(v))
+    if c.op == "eq":  # numbers: an exact range so 35 matches a stored 35.0 too
+        return qe.FieldCondition(key=c.field, range=qe.RangeFloat(gte=float(v), lte=float(v)))
+    return qe.FieldCondition(key=c.field, range=qe.RangeFloat(**{c.op: float(v)}))
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=1, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class _edge_errors:
+    """Turn the engine's bare exceptions into a StoreError that says what was being done."""
+
+    def __init__(self, doing: str):
+        self.doing = doing
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, err: Any, tb: Any) -> bool:
+        if err is not None and not isinstance(err, StoreError) and isinstance(err, Exception):
+            raise StoreError(f"{self.doing}: {err}".splitlines()[0]) from err
+        return False

@@ -1,0 +1,252 @@
+"""Retrieval metrics: ECG queries against a gallery of echo studies (or the reverse), in arrays.
+
+The caller supplies a similarity matrix `sim (Q, G)` and a boolean relevance matrix of the same
+shape; `exact_relevance` and `phenotype_relevance` build the two relevance notions of the
+evaluation protocol (../shared/SPEC.md). The echo -> ECG direction is the same call with both
+matrices transposed.
+
+Ranking rule (deterministic): gallery items are ordered by descending similarity. Items with equal
+similarity are ordered, by default (`ties="pessimistic"`), irrelevant before relevant and then by
+gallery index, so a model that scores everything the same gets no credit from lucky ties;
+`ties="index"` orders ties by gallery index alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+from e2r.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+# Phenotypes used by the phenotype-aware relevance of the Echo2ECG protocol (LVEF, volumes, walls).
+RELEVANCE_FIELDS = ("lvef", "lvedv", "lvesv", "ivsd", "lvpwd")
+TIE_RULES = ("pessimistic", "index")
+# Elements of (block, G) processed at once; bounds the temporary memory to ~60 MB per block.
+_BLOCK_ELEMENTS = 1 << 21
+
+
+def similarity_matrix(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+    """Cosine similarity of every query row with every gallery row: (Q, D), (G, D) -> (Q, G) float32.
+
+    Rows are L2-normalised here, so unnormalised embeddings are fine; an all-zero row has
+    similarity 0 with everything.
+    """
+    q = _as_2d(queries, "queries").astype(np.float32, copy=False)
+    g = _as_2d(gallery, "gallery").astype(np.float32, copy=False)
+    if q.shape[1] != g.shape[1]:
+        raise DataError(
+            f"similarity_matrix: queries have dimension {q.shape[1]} but the gallery has {g.shape[1]}; "
+            "embed both with the same model"
+        )
+    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    g = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
+    return q @ g.T  # (Q, G)
+
+
+def exact_relevance(query_keys: Sequence, gallery_keys: Sequence) -> np.ndarray:
+    """bool (Q, G): gallery item j is relevant to query i when their keys (e.g. study UIDs) are equal."""
+    q = np.asarray(query_keys)
+    g = np.asarray(gallery_keys)
+    if q.ndim != 1 or g.ndim != 1:
+        raise DataError("exact_relevance: query_keys and gallery_keys must be 1-D sequences of keys")
+    return q[:, None] == g[None, :]
+
+
+def phenotype_relevance(
+    query_phenos: Mapping[str, np.ndarray],
+    gallery_phenos: Mapping[str, np.ndarray],
+    fields: Sequence[str] | str = RELEVANCE_FIELDS,
+    sd: Optional[Mapping[str, float]] = None,
+    tol: float = 0.5,
+) -> np.ndarray:
+    """Phenotype-aware relevance, bool (Q, G).
+
+    Gallery study j is relevant to query i when, for **every** field in `fields` (pass a single
+    name, e.g. `"lvef"`, for one phenotype), |gallery[field][j] - query[field][i]| <= tol * SD[field].
+    `query_phenos[field]` holds the phenotype of each query's paired study, (Q,); gallery arrays are
+    (G,). SD[field] is `sd[field]` when given, else the population SD (ddof=0) of the gallery's
+    finite values. A NaN on either side makes the pair not relevant. The query's own paired study,
+    when it is in the gallery with all fields known, is always relevant.
+    """
+    names = (fields,) if isinstance(fields, str) else tuple(fields)
+    if not names:
+        raise ConfigError("phenotype_relevance: fields is empty; name at least one phenotype, e.g. 'lvef'")
+    if not (np.isfinite(tol) and tol >= 0):
+        raise ConfigError(f"phenotype_relevance: tol={tol} must be a finite number >= 0")
+    qs, gs, widths = [], [], []
+    for name in names:
+        if name not in query_phenos or name not in gallery_phenos:
+            raise DataError(f"phenotype_relevance: phenotype '{name}' is missing from the query or gallery phenotypes")
+        q = np.asarray(query_phenos[name], dtype=np.float64)
+        g = np.asarray(gallery_phenos[name], dtype=np.float64)
+        if q.ndim != 1 or g.ndim != 1:
+            raise DataError(f"phenotype_relevance: phenotype '{name}' must be 1-D arrays for queries and gallery")
+        if sd is not None and name in sd:
+            width = float(sd[name])
+        else:
+            finite = g[np.isfinite(g)]
+            width = float(finite.std()) if finite.size else float("nan")
+        if not np.isfinite(width) or width == 0:
+            log.warning("phenotype_relevance: SD of '%s' is %s; only equal values can match", name, width)
+        qs.append(q)
+        gs.append(g)
+        widths.append(tol * width)
+    n_q, n_g = qs[0].size, gs[0].size
+    if any(q.size != n_q for q in qs) or any(g.size != n_g for g in gs):
+        raise DataError("phenotype_relevance: phenotype arrays of different lengths; give one value per study for every field")
+    out = np.ones((n_q, n_g), dtype=bool)
+    block = max(1, _BLOCK_ELEMENTS // max(n_g, 1))
+    for a in range(0, n_q, block):
+        b = min(a + block, n_q)
+        for q, g, w in zip(qs, gs, widths):
+            # NaN compares False, so missing phenotypes (or a NaN width) are never relevant.
+            out[a:b] &= np.abs(g[None, :] - q[a:b, None]) <= w
+    return out
+
+
+@dataclass(frozen=True)
+class RetrievalMetrics:
+    """Retrieval figures over the queries that have at least one relevant gallery item.
+
+    recall_at[k]: fraction of those queries with >= 1 relevant item in the top k (the hit rate;
+    for exact pairing, one relevant item, this is the usual Recall@k). precision_at[k]: mean
+    fraction of the top min(k, G) that is relevant. mean_ap: mean average precision. median_rank:
+    median 1-based rank of the first relevant item. Queries without any relevant item are left
+    out of every figure and counted in n_without_relevant.
+    """
+
+    recall_at: dict[int, float]
+    precision_at: dict[int, float]
+    mean_ap: float
+    median_rank: float
+    n_queries: int
+    n_without_relevant: int
+    gallery_size: int
+    mean_relevant: float  # mean number of relevant gallery items per evaluated query
+    ties: str
+    # (Q,) 1-based rank of each query's first relevant item; 0 for queries without one.
+    first_relevant_rank: np.ndarray = field(repr=False, compare=False)
+
+    @property
+    def n_evaluated(self) -> int:
+        return self.n_queries - self.n_without_relevant
+
+    def recall_curve(self, max_k: int) -> np.ndarray:
+        """Recall@1..max_k as an array (max_k,), for Recall@K plots."""
+        ranks = self.first_relevant_rank[self.first_relevant_rank > 0]
+        if ranks.size == 0:
+            return np.full(max_k, np.nan)
+        return np.array([(ranks <= k).mean() for k in range(1, max_k + 1)])
+
+    def to_dict(self) -> dict:
+        """Flat dict with stable keys: recall@k, precision@k, map, median_rank, counts."""
+        out: dict = {f"recall@{k}": v for k, v in self.recall_at.items()}
+        out.update({f"precision@{k}": v for k, v in self.precision_at.items()})
+        out.update(
+            map=self.mean_ap,
+            median_rank=self.median_rank,
+            n_queries=self.n_queries,
+            n_evaluated=self.n_evaluated,
+            n_without_relevant=self.n_without_relevant,
+            gallery_size=self.gallery_size,
+            mean_relevant=self.mean_relevant,
+        )
+        return out
+
+
+def retrieval_metrics(
+    sim: np.ndarray,
+    relevant: np.ndarray,
+    ks: Sequence[int] = (1, 5, 10),
+    ties: str = "pessimistic",
+    block_size: Optional[int] = None,
+) -> RetrievalMetrics:
+    """Recall@k, Precision@k, mAP and median first-relevant rank of a (Q, G) retrieval problem.
+
+    Queries are processed in blocks of `block_size` rows (default: about 2M matrix elements per
+    block), so only one block is ever sorted at a time; the result does not depend on the block
+    size. k larger than the gallery is evaluated at k = G. See `RetrievalMetrics` for definitions
+    and the module docstring for the tie rule.
+    """
+    sim = _as_2d(sim, "sim")
+    relevant = np.asarray(relevant)
+    if relevant.shape != sim.shape:
+        raise DataError(f"retrieval_metrics: relevance shape {relevant.shape} does not match similarity shape {sim.shape}")
+    if relevant.dtype != bool:
+        raise DataError(f"retrieval_metrics: relevance must be a boolean matrix, got {relevant.dtype}")
+    if ties not in TIE_RULES:
+        raise ConfigError(f"retrieval_metrics: ties={ties!r} is not one of {', '.join(TIE_RULES)}")
+    ks = tuple(int(k) for k in ks)
+    if not ks or any(k < 1 for k in ks):
+        raise ConfigError(f"retrieval_metrics: ks={ks} must be positive integers")
+    n_q, n_g = sim.shape
+    if n_g == 0:
+        raise DataError("retrieval_metrics: the gallery is empty; index or pass at least one gallery item")
+    bad = int(np.size(sim) - np.count_nonzero(np.isfinite(sim)))
+    if bad:
+        raise DataError(f"retrieval_metrics: the similarity matrix has {bad} non-finite values; check the embeddings for NaN")
+    if block_size is None:
+        block_size = max(1, _BLOCK_ELEMENTS // n_g)
+    if block_size < 1:
+        raise ConfigError(f"retrieval_metrics: block_size={block_size} must be >= 1")
+
+    cut = {k: min(k, n_g) for k in ks}
+    first = np.zeros(n_q, dtype=np.int64)
+    ap = np.zeros(n_q)
+    n_rel = np.zeros(n_q, dtype=np.int64)
+    hits_at = {k: np.zeros(n_q, dtype=np.int64) for k in ks}
+    inv_pos = 1.0 / np.arange(1, n_g + 1)
+    for a in range(0, n_q, block_size):
+        b = min(a + block_size, n_q)
+        s, r = sim[a:b], relevant[a:b]
+        if ties == "pessimistic":
+            order = np.lexsort((r, -s), axis=1)  # primary -sim, then irrelevant first, then index
+        else:
+            order = np.argsort(-s, axis=1, kind="stable")
+        rs = np.take_along_axis(r, order, axis=1)  # (b, G) relevance in ranked order
+        hits = np.cumsum(rs, axis=1, dtype=np.int32)  # (b, G) relevant items within the top j+1
+        n_rel[a:b] = hits[:, -1]
+        has = n_rel[a:b] > 0
+        first[a:b] = np.where(has, np.argmax(rs, axis=1) + 1, 0)
+        ap[a:b] = np.where(has, (hits * inv_pos * rs).sum(axis=1) / np.maximum(n_rel[a:b], 1), 0.0)
+        for k in ks:
+            hits_at[k][a:b] = hits[:, cut[k] - 1]
+
+    ok = n_rel > 0
+    n_eval = int(ok.sum())
+    if n_eval == 0:
+        log.warning("retrieval_metrics: no query has a relevant gallery item; every figure is NaN")
+        nan = float("nan")
+        recall = {k: nan for k in ks}
+        precision = {k: nan for k in ks}
+        mean_ap = median_rank = mean_relevant = nan
+    else:
+        recall = {k: float((hits_at[k][ok] > 0).mean()) for k in ks}
+        precision = {k: float((hits_at[k][ok] / cut[k]).mean()) for k in ks}
+        mean_ap = float(ap[ok].mean())
+        median_rank = float(np.median(first[ok]))
+        mean_relevant = float(n_rel[ok].mean())
+    return RetrievalMetrics(
+        recall_at=recall,
+        precision_at=precision,
+        mean_ap=mean_ap,
+        median_rank=median_rank,
+        n_queries=n_q,
+        n_without_relevant=n_q - n_eval,
+        gallery_size=n_g,
+        mean_relevant=mean_relevant,
+        ties=ties,
+        first_relevant_rank=first,
+    )
+
+
+def _as_2d(x: np.ndarray, name: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.ndim != 2:
+        raise DataError(f"{name} must be a 2-D array, got shape {arr.shape}")
+    return arr

@@ -1,0 +1,259 @@
+"""ECG preprocessing: each step on plain arrays, the config's validation, the whole chain on
+synthetic and real records."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import sparse
+from scipy.sparse.linalg import spsolve
+
+from e2r.ecg_io import CANONICAL_LEADS, ECGRecord, read_ecg
+from e2r.ecg_preprocess import (
+    ECGPreprocessConfig,
+    PreprocessedECG,
+    _als_baseline,
+    fill_nan,
+    filter_noise,
+    fix_window,
+    normalise_lead_groups,
+    preprocess_ecg,
+    remove_baseline,
+    resample,
+    robust_clip,
+)
+from e2r.errors import ConfigError
+
+SHARED_ECG = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ecg"
+
+
+def sine(freq: float, fs: float, seconds: float, amp: float = 1.0) -> np.ndarray:
+    return amp * np.sin(2 * np.pi * freq * np.arange(int(fs * seconds)) / fs)
+
+
+def amplitude_at(x: np.ndarray, freq: float, fs: float) -> float:
+    """Amplitude of the `freq` component of x (x spans a whole number of periods)."""
+    spectrum = np.fft.rfft(x) / (x.size / 2)
+    return float(np.abs(spectrum[int(round(freq * x.size / fs))]))
+
+
+def spiky_ecg(fs: float, seconds: float, seed: int = 0) -> np.ndarray:
+    """(12, T) mV: narrow R peaks of different heights per lead over small noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(fs * seconds)) / fs
+    beats = sum(np.exp(-0.5 * ((t - b) / 0.012) ** 2) for b in np.arange(0.4, seconds, 0.85))
+    gains = rng.uniform(0.3, 2.5, size=(12, 1)) * rng.choice([-1, 1], size=(12, 1))
+    return gains * beats + 0.02 * rng.normal(size=(12, t.size))
+
+
+def make_record(signal: np.ndarray, fs: float, derived: tuple[str, ...] = ()) -> ECGRecord:
+    return ECGRecord(
+        signal=signal.astype(np.float32), fs=fs, path="mem", record_name="mem",
+        source_leads=CANONICAL_LEADS, derived=derived,
+    )
+
+
+# ---------------------------------------------------------------- steps on arrays
+
+
+def test_fill_nan_interpolates_and_zeroes_dead_leads():
+    x = np.array([[0.0, np.nan, 2.0, np.nan, np.nan, 5.0], [np.nan] * 6, [np.nan, 1.0, np.inf, 3.0, 4.0, np.nan]])
+    out = fill_nan(x)
+    np.testing.assert_allclose(out[0], [0, 1, 2, 3, 4, 5])
+    np.testing.assert_array_equal(out[1], 0.0)
+    np.testing.assert_allclose(out[2], [1, 1, 2, 3, 4, 4])  # edges take the nearest value
+    zero = fill_nan(x, "zero")
+    np.testing.assert_array_equal(zero[0], [0, 0, 2, 0, 0, 5])
+    assert np.isnan(x).sum() == 11  # input untouched
+
+
+def test_quantile_clip_keeps_qrs_and_cuts_an_artefact():
+    x = spiky_ecg(250, 10)
+    np.testing.assert_array_equal(robust_clip(x, "quantile", 4.0), x)
+    spiked = x.copy()
+    spiked[3, 1000:1003] = 40.0  # electrode pop, 40 mV
+    clipped = robust_clip(spiked, "quantile", 4.0)
+    assert clipped[3].max() < 15.0 and clipped[3].max() >= np.abs(x[3]).max() - 1e-9
+    np.testing.assert_array_equal(clipped[[0, 1, 2]], x[[0, 1, 2]])
+
+
+def test_std_clip_is_the_papers_rule_and_none_is_identity():
+    x = spiky_ecg(250, 10, seed=1)
+    bound = 4 * x.std()
+    clipped = robust_clip(x, "std", 4.0)
+    assert np.abs(clipped).max() == pytest.approx(bound)
+    np.testing.assert_array_equal(clipped[np.abs(x) < bound], x[np.abs(x) < bound])
+    np.testing.assert_array_equal(robust_clip(x, "none"), x)
+
+
+@pytest.mark.parametrize("mode", ["als", "highpass"])
+@pytest.mark.parametrize("fs", [250.0, 500.0])
+def test_remove_baseline_kills_slow_wander_keeps_10_hz(mode, fs):
+    slow, fast = sine(0.2, fs, 10, amp=2.0), sine(10.0, fs, 10, amp=0.5)
+    out = remove_baseline(np.stack([slow + fast]), fs, mode)[0]
+    inner = slice(int(fs), -int(fs))  # away from the edges
+    assert np.abs(out[inner] - out[inner].mean() - fast[inner]).max() < 0.1  # wander gone
+    assert amplitude_at(out, 10.0, fs) == pytest.approx(0.5, rel=0.05)  # QRS-band content kept
+    assert amplitude_at(out, 0.2, fs) < 0.1  # 2.0 before
+
+
+def test_als_matches_the_papers_sparse_solver():
+    """The banded solver equals Echo2ECG's `baseline_als` (scipy.sparse spsolve) to 1e-8."""
+    rng = np.random.default_rng(0)
+    y = np.cumsum(rng.normal(size=600)) * 0.02 + sine(3.0, 250, 2.4)
+    lam, p, n_iter = 1e5, 0.3, 5
+    d = sparse.diags([1.0, -2.0, 1.0], [0, -1, -2], shape=(y.size, y.size - 2))
+    penalty = lam * d.dot(d.transpose())
+    w = np.ones(y.size)
+    for _ in range(n_iter):
+        z = spsolve(sparse.csc_matrix(sparse.diags(w) + penalty), w * y)
+        w = p * (y > z) + (1 - p) * (y < z)
+    np.testing.assert_allclose(_als_baseline(y, lam, p, n_iter), z, atol=1e-8)
+
+
+def test_filter_noise_notch_and_lowpass():
+    fs = 500.0
+    x = np.stack([sine(10, fs, 4) + sine(50, fs, 4, 0.3) + sine(150, fs, 4, 0.3)])
+    out = filter_noise(x, fs, notch_hz=50.0)[0]
+    assert amplitude_at(out, 50, fs) < 0.02 and amplitude_at(out, 10, fs) == pytest.approx(1.0, rel=0.02)
+    out = filter_noise(x, fs, lowpass_hz=40.0)[0]
+    assert amplitude_at(out, 150, fs) < 0.01 and amplitude_at(out, 10, fs) == pytest.approx(1.0, rel=0.02)
+    np.testing.assert_array_equal(filter_noise(x, fs), x)
+
+
+def test_normalise_lead_groups_keeps_ratios_inside_a_group():
+    rng = np.random.default_rng(2)
+    base = rng.normal(size=1000)
+    x = np.stack([k * base + 3.0 for k in range(1, 13)]).astype(float)
+    out = normalise_lead_groups(x, "lead_groups", (3, 6, 12))
+    for start, end in ((0, 3), (3, 6), (6, 12)):
+        assert out[start:end].mean() == pytest.approx(0, abs=1e-9)
+        assert out[start:end].std() == pytest.approx(1, abs=1e-9)
+    assert np.std(out[1]) / np.std(out[0]) == pytest.approx(2.0)  # II twice I stays twice I
+    per_lead = normalise_lead_groups(x, "lead")
+    np.testing.assert_allclose(per_lead.std(axis=1), 1.0)
+    assert normalise_lead_groups(x, "record").std() == pytest.approx(1.0)
+    flat = normalise_lead_groups(np.full((12, 50), 0.7), "lead_groups")
+    np.testing.assert_allclose(flat, 0.0, atol=1e-12)
+
+
+def test_resample_lengths_and_frequency():
+    x = np.stack([sine(5.0, 250, 4)] * 2)
+    up = resample(x, 250, 500)
+    assert up.shape == (2, 2000)
+    assert amplitude_at(up[0], 5.0, 500) == pytest.approx(1.0, rel=0.01)
+    assert resample(x, 250, 125).shape == (2, 500)
+    assert resample(np.zeros((1, 2570)), 257, 250).shape == (1, 2500)
+    np.testing.assert_array_equal(resample(x, 250, 250), x)
+
+
+def test_fix_window_crop_and_pad():
+    x = np.arange(10.0)[None].repeat(2, axis=0)
+    out, cropped, padded = fix_window(x, 4, "start")
+    np.testing.assert_array_equal(out[0], [0, 1, 2, 3])
+    assert (cropped, padded) == (6, 0)
+    out, cropped, _ = fix_window(x, 4, "center")
+    np.testing.assert_array_equal(out[0], [3, 4, 5, 6])
+    out, cropped, padded = fix_window(x, 14, "start")
+    assert out.shape == (2, 14) and (cropped, padded) == (0, 4)
+    np.testing.assert_array_equal(out[0, 10:], 0)
+    out, _, padded = fix_window(x, 14, "center")
+    np.testing.assert_array_equal(out[0], [0, 0, *range(10), 0, 0])
+    out, cropped, padded = fix_window(x, 10)
+    assert (cropped, padded) == (0, 0) and out is not x
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_default_config_is_valid_and_the_papers_where_it_has_values():
+    cfg = ECGPreprocessConfig()
+    cfg.validate()
+    assert (cfg.fs, cfg.window_s, cfg.crop, cfg.n_samples) == (250.0, 10.0, "start", 2500)
+    assert (cfg.baseline, cfg.als_lam, cfg.als_p, cfg.als_iter) == ("als", 1e7, 0.3, 5)
+    assert (cfg.normalise, cfg.lead_groups) == ("lead_groups", (3, 6, 12))
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("fs", 0.0), ("window_s", -1.0), ("crop", "end"), ("nan_fill", "mean"), ("clip", "mad"),
+        ("clip_k", 0), ("clip_quantile", 0.7), ("baseline", "wavelet"), ("baseline_cutoff_hz", 200.0),
+        ("als_p", 1.5), ("als_iter", 0), ("notch_hz", 130.0), ("lowpass_hz", -5.0),
+        ("normalise", "minmax"), ("lead_groups", (6, 3, 12)), ("lead_groups", (3, 6)),
+    ],
+)
+def test_config_validation_names_field_and_value(field, value):
+    cfg = dataclasses.replace(ECGPreprocessConfig(), **{field: value})
+    with pytest.raises(ConfigError) as info:
+        cfg.validate()
+    assert f"ecg_preprocess.{field}={value!r}" in str(info.value)
+    with pytest.raises(ConfigError):
+        preprocess_ecg(make_record(np.zeros((12, 100)), 250.0), cfg)
+
+
+# ---------------------------------------------------------------- the chain
+
+
+def test_long_record_is_resampled_and_cropped_at_the_start():
+    fs = 1000.0
+    x = spiky_ecg(fs, 30)
+    x[:, : int(fs * 10)] *= 3  # the first 10 s are louder: the kept window must be these
+    out = preprocess_ecg(make_record(x, fs, derived=("III",)), ECGPreprocessConfig())
+    assert isinstance(out, PreprocessedECG)
+    assert out.signal.shape == (12, 2500) and out.signal.dtype == np.float32
+    assert out.fs == 250.0 and out.cropped_s == pytest.approx(20.0) and out.padded_s == 0.0
+    assert "resampled 1000 Hz -> 250 Hz" in out.notes
+    assert "derived from I and II: III" in out.notes
+    assert any(n.startswith("cropped 20.00 s, kept the start") for n in out.notes)
+    centre = preprocess_ecg(make_record(x, fs), ECGPreprocessConfig(crop="center", normalise="none"))
+    start = preprocess_ecg(make_record(x, fs), ECGPreprocessConfig(normalise="none"))
+    assert np.abs(start.signal).max() > 2 * np.abs(centre.signal).max()
+
+
+def test_short_record_is_padded_with_zeros_after_normalisation():
+    x = spiky_ecg(500, 4.0)
+    out = preprocess_ecg(make_record(x, 500.0), ECGPreprocessConfig())
+    assert out.signal.shape == (12, 2500)
+    assert out.padded_s == pytest.approx(6.0) and out.cropped_s == 0.0
+    np.testing.assert_array_equal(out.signal[:, 1000:], 0.0)
+    assert out.signal[:, :1000].std() == pytest.approx(1.0, abs=0.05)
+    assert any("padded 6.00 s of zeros" in n for n in out.notes)
+
+
+def test_nan_and_dead_leads_give_finite_input():
+    x = spiky_ecg(250, 10)
+    x[4] = np.nan
+    x[7, 500:700] = np.nan
+    record = dataclasses.replace(make_record(x, 250.0), warnings=("lead aVL has no valid samples (all NaN)",))
+    out = preprocess_ecg(record, ECGPreprocessConfig())
+    assert np.isfinite(out.signal).all()
+    assert "lead aVL has no valid samples (all NaN)" in out.notes
+    assert not any(n.startswith("resampled") for n in out.notes)
+
+
+def test_every_option_runs():
+    x = spiky_ecg(360, 12) + sine(0.3, 360, 12)  # MIT-BIH-like rate with wander
+    for cfg in (
+        ECGPreprocessConfig(fs=100.0, window_s=10.08, baseline="highpass", clip="std", notch_hz=45.0, lowpass_hz=40.0),
+        ECGPreprocessConfig(fs=500.0, nan_fill="zero", clip="none", baseline="none", normalise="lead"),
+        ECGPreprocessConfig(normalise="record", crop="center"),
+    ):
+        out = preprocess_ecg(make_record(x, 360.0), cfg)
+        assert out.signal.shape == (12, cfg.n_samples) and np.isfinite(out.signal).all()
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not SHARED_ECG.is_dir(), reason="../shared/data/ecg not present")
+def test_real_records_preprocess_and_default_clip_spares_real_peaks():
+    cfg = ECGPreprocessConfig()
+    for header in sorted(SHARED_ECG.glob("*/*.hea")):
+        record = read_ecg(header)
+        out = preprocess_ecg(record, cfg)
+        assert out.signal.shape == (12, 2500) and np.isfinite(out.signal).all()
+        windowed, _, _ = fix_window(resample(fill_nan(record.signal), record.fs, cfg.fs), cfg.n_samples)
+        clipped = robust_clip(windowed, cfg.clip, cfg.clip_k, cfg.clip_quantile)
+        np.testing.assert_array_equal(clipped, windowed, err_msg=f"{header.name}: real peaks clipped")

@@ -1,0 +1,400 @@
+"""The store layer: congruence tests (the same tests on the embedded Edge backend and on
+qdrant-client's in-process mode, which speaks the server's API), exact-cosine checks, filters,
+metadata, persistence, the folder lock, SIGKILL durability and the server error messages."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from e2r.errors import ConfigError, StoreError
+from e2r.store import (
+    STUDY_PAYLOAD_SCHEMA, Condition, Filter, Point, open_store, parse_filter, point_id_for,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+BACKENDS = ["edge", "client-local"]
+
+
+def make_points(n: int, dim: int = 16, seed: int = 0) -> list[Point]:
+    rng = np.random.default_rng(seed)
+    views = (["A4C"], ["PLAX"], ["A4C", "PLAX"], ["A2C", "PSAX"])
+    pts = []
+    for i in range(n):
+        payload = {
+            "study_uid": f"1.2.3.{i}",
+            "lvef": float(np.round(rng.uniform(15, 75), 1)),
+            "study_date": 20190101 + (i % 3) * 10000 + i % 28,
+            "views": views[i % 4],
+            "lvh": i % 2,
+            "rhythm": "af" if i % 5 == 0 else "sinus",
+        }
+        if i % 7 == 0:
+            payload.pop("lvef")  # a study without phenotypes
+        pts.append(Point(point_id_for(payload["study_uid"]), rng.standard_normal(dim), payload))
+    return pts
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request, tmp_path):
+    s = open_store(tmp_path, backend=request.param)
+    yield s
+    s.close()
+
+
+def exact_topk(points: list[Point], query: np.ndarray, k: int, flt: Filter | None = None):
+    """Exact cosine top-k with numpy: (ids, scores, score of every candidate by id)."""
+    keep = [p for p in points if flt is None or flt.matches(p.payload)]
+    mat = np.stack([p.vector / np.linalg.norm(p.vector) for p in keep])
+    scores = mat @ (query / np.linalg.norm(query))
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [keep[i].id for i in order], scores[order], {p.id: s for p, s in zip(keep, scores)}
+
+
+def assert_same_topk(hits, ids, scores, all_scores, tol=1e-5):
+    """Same IDs in the same order as exact search; two IDs may swap only when their scores tie."""
+    assert len(hits) == len(ids)
+    np.testing.assert_allclose([h.score for h in hits], scores, atol=tol)
+    for i, (hit, want) in enumerate(zip(hits, ids)):
+        if hit.id != want:
+            assert hit.id in all_scores and abs(all_scores[hit.id] - scores[i]) < tol, (i, hit, want)
+
+
+# -- congruence: the same behaviour on both backends -------------------------------------------------
+
+def test_create_list_and_duplicates(store):
+    assert store.list_collections() == []
+    store.create_collection("echo", 16, {"model_hash": "h1"})
+    store.create_collection("other", 8, {}, payload_schema={})
+    assert store.collection_exists("echo") and not store.collection_exists("nope")
+    assert store.list_collections() == ["echo", "other"]
+    assert store.dim("echo") == 16 and store.count("echo") == 0
+    assert store.payload_schema("echo") == STUDY_PAYLOAD_SCHEMA
+    assert store.payload_schema("other") == {}
+    with pytest.raises(StoreError, match="already exists"):
+        store.create_collection("echo", 16, {})
+    with pytest.raises(ConfigError, match="invalid collection name"):
+        store.create_collection("../evil", 16, {})
+    with pytest.raises(StoreError, match="'missing' not found.*echo, other"):
+        store.count("missing")
+    store.drop_collection("other")
+    store.drop_collection("other")  # idempotent
+    assert store.list_collections() == ["echo"]
+
+
+def test_upsert_is_idempotent_and_replaces(store):
+    pts = make_points(40)
+    store.create_collection("c", 16, {})
+    store.upsert("c", pts)
+    store.upsert("c", pts[:10])  # same IDs again: nothing added
+    assert store.count("c") == 40
+    changed = Point(pts[0].id, pts[0].vector * -1, {"study_uid": "1.2.3.0", "lvef": 99.0})
+    store.upsert("c", [changed])
+    assert store.count("c") == 40
+    (rec,) = store.retrieve("c", [pts[0].id], with_vectors=True)
+    assert rec.payload == {"study_uid": "1.2.3.0", "lvef": 99.0}
+    np.testing.assert_allclose(rec.vector, -pts[0].vector / np.linalg.norm(pts[0].vector), atol=1e-6)
+
+
+def test_retrieve_delete_iterate(store):
+    pts = make_points(30)
+    store.create_collection("c", 16, {})
+    store.upsert("c", pts)
+    ask = [pts[7].id, point_id_for("not there"), pts[2].id]
+    recs = store.retrieve("c", ask)
+    assert [r.id for r in recs] == [pts[7].id, pts[2].id]
+    assert recs[0].payload == pts[7].payload and recs[0].vector is None
+    store.delete("c", [pts[7].id, point_id_for("not there")])
+    assert store.count("c") == 29 and store.retrieve("c", [pts[7].id]) == []
+    seen = [r.id for r in store.iterate("c", batch_size=7)]
+    assert len(seen) == len(set(seen)) == 29
+    assert set(seen) == {p.id for p in pts} - {pts[7].id}
+
+
+FILTER_CASES = [
+    Filter((Condition("rhythm", "eq", "af"),)),
+    Filter((Condition("views", "eq", "PLAX"),)),  # list field contains
+    Filter((Condition("lvh", "eq", 1),)),
+    Filter((Condition("lvef", "gte", 50.0),)),
+    Filter((Condition("lvef", "lte", 40.0),)),
+    Filter((Condition("lvef", "gt", 35.5),)),
+    Filter((Condition("lvef", "lt", 35.5),)),
+    Filter((Condition("study_date", "gte", 20200101),)),
+    Filter((Condition("views", "any", ["A2C", "PLAX"]),)),
+    Filter((Condition("lvh", "any", [1]),)),
+    Filter((Condition("lvef", "lt", 40), Condition("views", "eq", "A4C"), Condition("rhythm", "eq", "sinus"))),
+]
+
+
+@pytest.mark.parametrize("flt", FILTER_CASES, ids=lambda f: ",".join(f"{c.field}{c.op}" for c in f.must))
+def test_filters_match_reference(store, flt):
+    pts = make_points(120)
+    store.create_collection("c", 16, {})
+    store.upsert("c", pts)
+    want = {p.id for p in pts if flt.matches(p.payload)}
+    assert 0 < len(want) < len(pts)  # the case really filters
+    assert store.count("c", flt) == len(want)
+    assert {r.id for r in store.iterate("c", flt)} == want
+    query = np.random.default_rng(5).standard_normal(16)
+    hits = store.search("c", query, 5, flt)
+    assert_same_topk(hits, *exact_topk(pts, query, 5, flt))
+
+
+def test_parsed_filter_on_store(store):
+    pts = make_points(60)
+    store.create_collection("c", 16, {})
+    store.upsert("c", pts)
+    flt = parse_filter(["lvef<40", "views=PLAX", "study_date>=2020-01-01"])
+    want = {p.id for p in pts if flt.matches(p.payload)}
+    assert want and store.count("c", flt) == len(want)
+    assert all(p.payload["lvef"] < 40 and "PLAX" in p.payload["views"] and p.payload["study_date"] >= 20200101
+               for p in pts if p.id in want)
+
+
+def test_search_equals_exact_cosine_topk(store):
+    pts = make_points(400, dim=32, seed=1)
+    store.create_collection("c", 32, {})
+    store.upsert("c", pts)
+    rng = np.random.default_rng(2)
+    for _ in range(15):
+        query = rng.standard_normal(32).astype(np.float32)
+        hits = store.search("c", query, 10)
+        assert_same_topk(hits, *exact_topk(pts, query, 10))
+        assert all(-1.0001 <= h.score <= 1.0001 for h in hits)
+    hits = store.search("c", pts[3].vector, 1)
+    assert hits[0].id == pts[3].id and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert hits[0].payload == pts[3].payload
+
+
+def test_metadata_round_trip(store):
+    store.create_collection("c", 16, {"model_hash": "abc123", "model_path": "/m/tiny", "extra": {"k": [1, 2]}})
+    meta = store.get_metadata("c")
+    assert meta["model_hash"] == "abc123" and meta["model_path"] == "/m/tiny" and meta["extra"] == {"k": [1, 2]}
+    assert meta["dim"] == 16 and meta["distance"] == "cosine" and meta["schema_version"] == 1
+    assert meta["e2r_version"] and meta["created"].startswith("20")
+    store.set_metadata("c", {"model_hash": "def456", "indexed_at": "today"})
+    meta2 = store.get_metadata("c")
+    assert meta2["model_hash"] == "def456" and meta2["indexed_at"] == "today" and meta2["model_path"] == "/m/tiny"
+    with pytest.raises(ConfigError, match="dim=8"):
+        store.create_collection("d", 16, {"dim": 8})
+
+
+def test_wrong_dimension_and_bad_points(store):
+    store.create_collection("c", 16, {})
+    with pytest.raises(StoreError, match="holds 16-d"):
+        store.upsert("c", [Point(point_id_for("x"), np.ones(8), {})])
+    with pytest.raises(StoreError, match="holds 16-d vectors but the query has 8"):
+        store.search("c", np.ones(8), 3)
+    with pytest.raises(StoreError, match="not a UUID"):
+        Point("study-1", np.ones(4), {})
+    with pytest.raises(StoreError, match="zero or has NaN"):
+        Point(point_id_for("x"), np.zeros(4), {})
+    p = Point(point_id_for("x"), np.ones(16), {"n": np.int64(3), "v": np.array([1.5, np.nan]), "t": ("a", "b")})
+    assert p.payload == {"n": 3, "v": [1.5, None], "t": ["a", "b"]}
+    store.upsert("c", [p])
+    assert store.retrieve("c", [p.id])[0].payload == p.payload
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_reopen_keeps_everything(tmp_path, backend):
+    pts = make_points(50)
+    with open_store(tmp_path, backend=backend) as s:
+        s.create_collection("c", 16, {"model_hash": "h"})
+        s.upsert("c", pts)
+        before = s.search("c", pts[4].vector, 5)
+    with open_store(tmp_path, backend=backend) as s:
+        assert s.list_collections() == ["c"] and s.count("c") == 50
+        assert s.get_metadata("c")["model_hash"] == "h"
+        assert s.search("c", pts[4].vector, 5) == before
+        assert s.count("c", parse_filter(["views=PLAX"])) == sum("PLAX" in p.payload["views"] for p in pts)
+
+
+# -- the embedded store: lock, durability, layout ---------------------------------------------------
+
+def _python(code: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+HOLDER = """
+import sys, time
+from e2r.store import open_store
+store = open_store(sys.argv[1])
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_second_process_gets_clear_lock_error(tmp_path):
+    holder = _python(HOLDER, str(tmp_path))
+    try:
+        assert holder.stdout.readline().strip() == "ready", holder.stderr.read()
+        with pytest.raises(StoreError, match=rf"locked by a running process \(pid {holder.pid}.*Qdrant server"):
+            open_store(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    with open_store(tmp_path) as s:  # the lock died with its holder
+        assert s.list_collections() == []
+
+
+WRITER = """
+import sys, time
+import numpy as np
+from e2r.store import open_store, Point, point_id_for
+store = open_store(sys.argv[1])
+if not store.collection_exists("c"):
+    store.create_collection("c", 64, {"model_hash": "h"})
+rng = np.random.default_rng(0)
+vecs = rng.standard_normal((600, 64))
+for start in range(0, 600, 100):
+    store.upsert("c", [Point(point_id_for(f"s{i}"), vecs[i], {"i": i}) for i in range(start, start + 100)])
+print("upserted", flush=True)
+time.sleep(60)
+"""
+
+
+def test_upserts_survive_sigkill_and_rerun_adds_nothing(tmp_path):
+    for _ in range(2):  # second run: same IDs, killed again; still 600, none lost or doubled
+        writer = _python(WRITER, str(tmp_path))
+        try:
+            assert writer.stdout.readline().strip() == "upserted", writer.stderr.read()
+        finally:
+            writer.send_signal(signal.SIGKILL)
+            writer.wait()
+        with open_store(tmp_path) as s:
+            assert s.count("c") == 600
+            assert s.get_metadata("c")["model_hash"] == "h"
+            assert s.retrieve("c", [point_id_for("s599")])[0].payload == {"i": 599}
+
+
+def test_edge_layout_and_closed_store(tmp_path):
+    s = open_store(tmp_path)
+    s.create_collection("c", 4, {})
+    assert (tmp_path / "store" / "collections" / "c" / "collection.json").is_file()
+    assert json.loads((tmp_path / "store" / "collections" / "c" / "collection.json").read_text())["dim"] == 4
+    s.close()
+    s.close()
+    with pytest.raises(StoreError, match="closed"):
+        s.count("c")
+
+
+def test_client_local_folder_in_use(tmp_path):
+    with open_store(tmp_path, backend="client-local"):
+        with pytest.raises(StoreError, match="used by another running process"):
+            open_store(tmp_path, backend="client-local")
+
+
+# -- the server code path: errors -------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_wrong_url_is_one_clear_line():
+    url = f"http://127.0.0.1:{_free_port()}"
+    with pytest.raises(StoreError) as err:
+        open_store(url=url, timeout=2)
+    msg = str(err.value)
+    assert msg.startswith(f"cannot reach Qdrant at {url}") and "docker compose up -d" in msg
+    assert "\n" not in msg
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_api_key_is_one_clear_line(status):
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            body = json.dumps({"status": {"error": "Must provide an API key"}}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(StoreError, match=rf"refused the API key \(HTTP {status}\).*E2R_QDRANT_API_KEY"):
+            open_store(url=url, api_key="wrong", timeout=2)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_open_store_argument_errors(tmp_path):
+    with pytest.raises(ConfigError, match="needs a URL"):
+        open_store(tmp_path, backend="server")
+    with pytest.raises(ConfigError, match="use one of"):
+        open_store(tmp_path, backend="sqlite")
+    with pytest.raises(ConfigError, match="drop one of them"):
+        open_store(tmp_path, url="http://localhost:6333", backend="edge")
+    s = open_store(":memory:", backend="client-local")
+    assert s.backend == "client-local" and s.list_collections() == []
+    s.close()
+
+
+# -- filter parsing ---------------------------------------------------------------------------------
+
+def test_parse_filter_values_and_types():
+    assert parse_filter(None) is None and parse_filter([]) is None
+    f = parse_filter(["lvef<40", "views=PLAX", "study_date>=20200101", "lvh = 1", "rhythm==af",
+                      "views=A4C,PLAX", "lvef>=50.5", "study_date<=2021-12-31"])
+    assert f.must == (
+        Condition("lvef", "lt", 40.0), Condition("views", "eq", "PLAX"),
+        Condition("study_date", "gte", 20200101), Condition("lvh", "eq", 1), Condition("rhythm", "eq", "af"),
+        Condition("views", "any", ("A4C", "PLAX")), Condition("lvef", "gte", 50.5),
+        Condition("study_date", "lte", 20211231),
+    )
+
+
+@pytest.mark.parametrize("expr, message", [
+    ("lvef", "expected FIELD OP VALUE"),
+    ("lvef<", "expected FIELD OP VALUE"),
+    ("lvef~40", "expected FIELD OP VALUE"),
+    ("lvfe<40", "unknown field 'lvfe'; filterable fields: study_uid"),
+    ("views>PLAX", "keyword field; use '='"),
+    ("lvef<forty", "lvef needs a number"),
+    ("lvef<nan", "lvef needs a number"),
+    ("study_date>=2020-13-01", "study_date needs YYYYMMDD"),
+    ("views=A4C,", "empty value"),
+    ("lvef=40,50", "lists of values need a keyword or integer field"),
+])
+def test_parse_filter_errors_are_clear(expr, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        parse_filter([expr])
+    assert repr(expr) in str(err.value)
+
+
+def test_condition_validation():
+    with pytest.raises(ConfigError, match="unknown op"):
+        Condition("lvef", "ne", 3)
+    with pytest.raises(ConfigError, match="finite number"):
+        Condition("lvef", "lt", "40")
+    with pytest.raises(ConfigError, match="non-empty list"):
+        Condition("views", "any", "PLAX")
+    with pytest.raises(ConfigError, match="all strings or all integers"):
+        Condition("views", "any", ["PLAX", 3])
+
+
+def test_point_ids_are_deterministic():
+    assert point_id_for("1.2.3") == point_id_for("1.2.3") != point_id_for("1.2.4")
+    assert point_id_for("1.2.3") == "{}".format(point_id_for("1.2.3")).lower()
+    with pytest.raises(StoreError):
+        point_id_for("")

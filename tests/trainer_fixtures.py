@@ -1,0 +1,86 @@
+"""Tiny paired cohort for the trainer tests: WFDB ECGs + multi-frame US DICOM studies + pairs.csv.
+
+Each patient has a latent value that sets both the ECG's QRS amplitude/rate and the size of a
+dark disc in the echo frames, so a model can learn to pair them. Kept tiny (16x16 frames, few
+videos) so the tests stay fast on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
+
+
+def write_ecg(path_noext: Path, latent: float, rng: np.random.Generator, fs: int = 100) -> None:
+    """A 10 s 12-lead WFDB record whose beat amplitude and rate follow `latent` (in [0, 1])."""
+    import wfdb
+
+    t = np.arange(10 * fs) / fs
+    hr = 55 + 50 * latent
+    phase = (t * hr / 60.0) % 1.0
+    beat = np.exp(-((phase - 0.3) ** 2) / 0.0008) * (0.5 + 1.5 * latent)
+    beat += 0.2 * np.exp(-((phase - 0.6) ** 2) / 0.005)
+    gains = np.linspace(0.5, 1.5, 12) * np.where(np.arange(12) == 3, -1, 1)
+    sig = beat[:, None] * gains[None, :] + 0.02 * rng.standard_normal((len(t), 12))
+    path_noext.parent.mkdir(parents=True, exist_ok=True)
+    wfdb.wrsamp(path_noext.name, fs=fs, units=["mV"] * 12, sig_name=LEADS, p_signal=sig,
+                fmt=["16"] * 12, write_dir=str(path_noext.parent))
+
+
+def write_video(path: Path, study_uid: str, patient_id: str, latent: float, view: str,
+                rng: np.random.Generator, frames: int = 8, size: int = 16) -> None:
+    """A grey multi-frame ultrasound DICOM with a pulsing dark disc of radius set by `latent`."""
+    from pydicom.dataset import FileMetaDataset, Dataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    yy, xx = np.mgrid[:size, :size] - size / 2
+    r = np.hypot(yy, xx)
+    imgs = []
+    for f in range(frames):
+        radius = size * (0.15 + 0.25 * latent) * (1 + 0.15 * np.sin(2 * np.pi * f / frames))
+        img = np.where(r < radius, 30, 180) + rng.integers(0, 40, (size, size))
+        imgs.append(np.clip(img, 0, 255).astype(np.uint8))
+    pixels = np.stack(imgs)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = US_MULTIFRAME
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = US_MULTIFRAME, meta.MediaStorageSOPInstanceUID
+    ds.Modality = "US"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, generate_uid()
+    ds.PatientID, ds.StudyDate, ds.SeriesDescription = patient_id, "20240101", view
+    ds.NumberOfFrames, ds.FrameTime = frames, "62.5"
+    ds.Rows = ds.Columns = size
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = pixels.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def write_tiny_cohort(root: Path, patients: int = 24, seed: int = 0, val_every: int = 4,
+                      max_views: int = 3) -> Path:
+    """Write <root>/ecg, <root>/echo and <root>/pairs.csv; every `val_every`-th patient is val."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(patients):
+        pid, uid = f"P{i:04d}", f"1.2.826.0.1.3680043.10.999.{seed}.{i + 1}"
+        latent = float(rng.uniform())
+        write_ecg(root / "ecg" / f"p{i:04d}", latent, rng)
+        for v in range(int(rng.integers(1, max_views + 1))):
+            write_video(root / "echo" / pid / f"s{i}" / f"v{v}.dcm", uid, pid, latent,
+                        ("A4C", "A2C", "PLAX")[v % 3], rng)
+        rows.append({"ecg_path": f"ecg/p{i:04d}", "study_uid": uid, "patient_id": pid, "days": 0,
+                     "split": "val" if i % val_every == val_every - 1 else "train"})
+    with open(root / "pairs.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["ecg_path", "study_uid", "patient_id", "days", "split"])
+        w.writeheader()
+        w.writerows(rows)
+    return root / "pairs.csv"
