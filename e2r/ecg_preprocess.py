@@ -51,6 +51,11 @@ class ECGPreprocessConfig:
     normalise: str = "lead_groups"  # "lead_groups" (paper), "lead", "record" or "none"
     lead_groups: tuple[int, ...] = (3, 6, 12)  # end index of each group: I-III, aVR-aVF, V1-V6 (paper)
 
+    def __post_init__(self) -> None:
+        # A config read back from JSON carries a list here; keep the record hashable and exact.
+        if isinstance(self.lead_groups, list):
+            object.__setattr__(self, "lead_groups", tuple(self.lead_groups))
+
     def validate(self) -> None:
         """Raise ConfigError naming the first invalid field and its value."""
         choices = {

@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 from e2r.echo_io import StudyInfo
 from e2r.phenotypes import LABEL_FIELDS, NUMERIC_FIELDS
+from e2r.store.schema import study_date_int
 
 SALT_BYTES = 32
 
@@ -63,7 +64,7 @@ def build_payload(
     payload: dict[str, Any] = {
         "study_uid": study.study_uid,
         "patient_hash": hash_patient_id(study.patient_id, salt),
-        "study_date": study.study_date or None,
+        "study_date": study_date_int(study.study_date) if study.study_date else None,
         "views": sorted({v.view or "unknown" for v in videos}),
         "n_videos": len(videos),
         "source_paths": [_relative(Path(v.path), archive_root) for v in videos],
@@ -71,9 +72,10 @@ def build_payload(
         "model_hash": model_hash,
         "has_phenotypes": phenotypes is not None,
     }
-    for field in (*NUMERIC_FIELDS, "rhythm", *LABEL_FIELDS):
-        payload[field] = None if phenotypes is None else phenotypes.get(field)
-    return payload
+    for name in (*NUMERIC_FIELDS, "rhythm", *LABEL_FIELDS):
+        payload[name] = None if phenotypes is None else phenotypes.get(name)
+    # The schema leaves unknown values out rather than storing nulls.
+    return {k: v for k, v in payload.items() if v is not None}
 
 
 def _relative(path: Path, root: Path) -> str:

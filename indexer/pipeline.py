@@ -19,7 +19,6 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from e2r import __version__
 from e2r.echo_io import ArchiveScan, StudyInfo, scan_archive
 from e2r.errors import StoreError
 from indexer.config import IndexConfig
@@ -151,9 +150,11 @@ def index_archive(cfg: IndexConfig, store: Any, loaded: Any) -> IndexSummary:
 
 def ensure_collection(store: Any, name: str, loaded: Any) -> None:
     """Create the collection for this model, or check that an existing one was built with it."""
+    from e2r.store import STUDY_PAYLOAD_SCHEMA
+
     dim = int(loaded.preset.embed_dim)
     if not store.collection_exists(name):
-        store.create_collection(name, dim=dim, metadata=collection_metadata(loaded))
+        store.create_collection(name, dim=dim, metadata=collection_metadata(loaded), payload_schema=STUDY_PAYLOAD_SCHEMA)
         return
     meta = store.get_metadata(name)
     if meta.get("model_hash") != loaded.hash:
@@ -165,14 +166,11 @@ def ensure_collection(store: Any, name: str, loaded: Any) -> None:
 
 
 def collection_metadata(loaded: Any) -> dict[str, Any]:
-    """What a collection remembers about how it was made."""
-    return {
-        "model_hash": loaded.hash,
-        "model_path": str(Path(loaded.path).resolve()),
-        "preset": loaded.preset.name,
-        "dim": int(loaded.preset.embed_dim),
-        "e2r_version": __version__,
-    }
+    """What a collection remembers about how it was made (layout owned by e2r.store.schema)."""
+    from e2r.store import collection_metadata as schema_metadata
+
+    return schema_metadata(int(loaded.preset.embed_dim), model_hash=loaded.hash,
+                           model_path=str(Path(loaded.path).resolve()), extra={"preset": loaded.preset.name})
 
 
 def _studies_to_index(store: Any, name: str, studies: list[StudyInfo], model_hash: str) -> tuple[list[StudyInfo], set[str]]:

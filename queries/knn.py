@@ -203,7 +203,9 @@ def knn_predict(
     gallery: {"lvef": (G,), "lvh": (G,)} with NaN for missing labels.
     """
     _check_settings(k, weighting, temperature, smoothing, interval)
-    scores = np.asarray(scores, dtype=np.float64)
+    scores = np.asarray(scores)
+    if not np.issubdtype(scores.dtype, np.floating):
+        scores = scores.astype(np.float64)
     if scores.ndim != 2:
         raise DataError(f"knn_predict: scores must be 2-D (Q, G) or (Q, K), got shape {scores.shape}")
     for t in TARGETS:
@@ -224,8 +226,6 @@ def knn_predict(
             raise DataError(f"knn_predict: neighbour_idx shape {idx_all.shape} does not match scores shape {scores.shape}")
         if idx_all.size and (idx_all.max() >= n_g or idx_all.min() < -1):
             raise DataError(f"knn_predict: neighbour_idx outside the gallery of {n_g} items")
-    if not np.all(np.isfinite(scores)):
-        raise DataError("knn_predict: similarities contain NaN or inf; check the embeddings")
 
     out = {
         "class_proba": np.full((n_q, len(LVEF_CLASSES)), np.nan),
@@ -240,29 +240,33 @@ def knn_predict(
     block = block_size or max(1, _BLOCK_ELEMENTS // max(width, 1))
     for a in range(0, n_q if width else 0, block):  # no neighbours at all: every estimate stays NaN
         b = min(a + block, n_q)
-        rank = np.argsort(-scores[a:b], axis=1, kind="stable")  # (b, W) descending, ties keep order
-        s = np.take_along_axis(scores[a:b], rank, axis=1)
-        order = rank if idx_all is None else np.take_along_axis(idx_all[a:b], rank, axis=1)  # gallery ids
-        missing = order < 0
-        vals = {t: np.where(missing, np.nan, labels[t][np.where(missing, 0, order)]) for t in TARGETS}
-
-        w, n = _vote_weights(s, vals["lvef"], k, weighting, temperature)
-        n_voters["lvef"][a:b] = n
-        cls = lvef_class_index(vals["lvef"])
-        class_w = np.stack([(w * (cls == c)).sum(axis=1) for c in range(len(LVEF_CLASSES))], axis=1)
-        out["class_proba"][a:b] = _smooth(class_w, n, smoothing)
-        le45 = (w * (vals["lvef"] <= 45)).sum(axis=1)
-        out["p_le45"][a:b] = _smooth(np.stack([1 - le45, le45], axis=1), n, smoothing)[:, 1]
-        lvef = np.where(w > 0, vals["lvef"], 0.0)
-        has = n > 0
-        out["lvef"][a:b] = np.where(has, (w * lvef).sum(axis=1), np.nan)
-        out["lvef_low"][a:b] = _weighted_quantile(vals["lvef"], w, interval[0], has)
-        out["lvef_high"][a:b] = _weighted_quantile(vals["lvef"], w, interval[1], has)
-
-        w, n = _vote_weights(s, vals["lvh"], k, weighting, temperature)
-        n_voters["lvh"][a:b] = n
-        pos = (w * (vals["lvh"] == 1)).sum(axis=1)
-        out["p_lvh"][a:b] = _smooth(np.stack([1 - pos, pos], axis=1), n, smoothing)[:, 1]
+        if not np.all(np.isfinite(scores[a:b])):
+            raise DataError("knn_predict: similarities contain NaN or inf; check the embeddings")
+        for target in TARGETS:
+            if idx_all is None:
+                cand = _top_labelled(scores[a:b], np.isfinite(labels[target]), k)  # (b, k) gallery ids
+                s = np.take_along_axis(scores[a:b], cand, axis=1)
+            else:
+                cand, s = idx_all[a:b], scores[a:b]
+            rank = np.argsort(-s, axis=1, kind="stable")  # descending; equal scores keep their order
+            s = np.take_along_axis(s, rank, axis=1).astype(np.float64)
+            ids = np.take_along_axis(cand, rank, axis=1)
+            vals = np.where(ids < 0, np.nan, labels[target][np.maximum(ids, 0)])  # -1: no neighbour
+            w, n = _vote_weights(s, vals, k, weighting, temperature)
+            n_voters[target][a:b] = n
+            if target == "lvh":
+                pos = (w * (vals == 1)).sum(axis=1)
+                out["p_lvh"][a:b] = _smooth(np.stack([1 - pos, pos], axis=1), n, smoothing)[:, 1]
+                continue
+            cls = lvef_class_index(vals)
+            class_w = np.stack([(w * (cls == c)).sum(axis=1) for c in range(len(LVEF_CLASSES))], axis=1)
+            out["class_proba"][a:b] = _smooth(class_w, n, smoothing)
+            le45 = (w * (vals <= 45)).sum(axis=1)
+            out["p_le45"][a:b] = _smooth(np.stack([1 - le45, le45], axis=1), n, smoothing)[:, 1]
+            has = n > 0
+            out["lvef"][a:b] = np.where(has, (w * np.where(w > 0, vals, 0.0)).sum(axis=1), np.nan)
+            out["lvef_low"][a:b] = _weighted_quantile(vals, w, interval[0], has)
+            out["lvef_high"][a:b] = _weighted_quantile(vals, w, interval[1], has)
     return KNNPredictions(n_voters=n_voters, **out)
 
 
@@ -321,6 +325,24 @@ def _labelled(train_emb, train_labels, test_emb, k):
     if keep.sum() < k:
         log.warning("paper-protocol kNN: only %d labelled train ECGs for k=%d; using all of them", keep.sum(), k)
     return emb[keep], np.array(labels[keep].tolist())  # native dtype: sklearn rejects object labels
+
+
+def _top_labelled(s: np.ndarray, labelled: np.ndarray, k: int) -> np.ndarray:
+    """Gallery ids (b, min(k, G)) of each row's k highest-scoring labelled items, in index order.
+
+    Equal scores at the k-th place are taken lowest index first, the same choice a full stable
+    ranking makes; rows with fewer than k labelled items are filled with unlabelled ids (no vote).
+    """
+    n_b, n_g = s.shape
+    kk = min(k, n_g)
+    if kk == n_g:
+        return np.broadcast_to(np.arange(n_g), (n_b, n_g))
+    masked = np.where(labelled[None, :], s, -np.inf)  # (b, G)
+    kth = -np.partition(-masked, kk - 1, axis=1)[:, kk - 1 : kk]  # (b, 1) k-th largest
+    above = masked > kth
+    at = masked == kth
+    chosen = above | (at & (np.cumsum(at, axis=1) <= kk - above.sum(axis=1, keepdims=True)))
+    return np.nonzero(chosen)[1].reshape(n_b, kk)
 
 
 def _vote_weights(s: np.ndarray, values: np.ndarray, k: int, weighting: str, temperature: float):

@@ -187,9 +187,6 @@ def retrieval_metrics(
     n_q, n_g = sim.shape
     if n_g == 0:
         raise DataError("retrieval_metrics: the gallery is empty; index or pass at least one gallery item")
-    bad = int(np.size(sim) - np.count_nonzero(np.isfinite(sim)))
-    if bad:
-        raise DataError(f"retrieval_metrics: the similarity matrix has {bad} non-finite values; check the embeddings for NaN")
     if block_size is None:
         block_size = max(1, _BLOCK_ELEMENTS // n_g)
     if block_size < 1:
@@ -200,22 +197,21 @@ def retrieval_metrics(
     ap = np.zeros(n_q)
     n_rel = np.zeros(n_q, dtype=np.int64)
     hits_at = {k: np.zeros(n_q, dtype=np.int64) for k in ks}
-    inv_pos = 1.0 / np.arange(1, n_g + 1)
     for a in range(0, n_q, block_size):
         b = min(a + block_size, n_q)
-        s, r = sim[a:b], relevant[a:b]
-        if ties == "pessimistic":
-            order = np.lexsort((r, -s), axis=1)  # primary -sim, then irrelevant first, then index
-        else:
-            order = np.argsort(-s, axis=1, kind="stable")
-        rs = np.take_along_axis(r, order, axis=1)  # (b, G) relevance in ranked order
-        hits = np.cumsum(rs, axis=1, dtype=np.int32)  # (b, G) relevant items within the top j+1
-        n_rel[a:b] = hits[:, -1]
-        has = n_rel[a:b] > 0
-        first[a:b] = np.where(has, np.argmax(rs, axis=1) + 1, 0)
-        ap[a:b] = np.where(has, (hits * inv_pos * rs).sum(axis=1) / np.maximum(n_rel[a:b], 1), 0.0)
-        for k in ks:
-            hits_at[k][a:b] = hits[:, cut[k] - 1]
+        neg = -np.asarray(sim[a:b])  # ascending order of -sim is the ranking
+        if not np.all(np.isfinite(neg)):
+            raise DataError(f"retrieval_metrics: similarity rows {a}-{b - 1} hold NaN or inf; check the embeddings for NaN")
+        neg_sorted = np.sort(neg, axis=1)  # values only: much cheaper than an argsort
+        for i in range(b - a):
+            ranks = _relevant_ranks(neg[i], neg_sorted[i], relevant[a + i], ties)
+            if ranks.size == 0:
+                continue
+            n_rel[a + i] = ranks.size
+            first[a + i] = ranks[0]
+            ap[a + i] = float(np.mean(np.arange(1, ranks.size + 1) / ranks))
+            for k in ks:
+                hits_at[k][a + i] = np.searchsorted(ranks, cut[k], side="right")
 
     ok = n_rel > 0
     n_eval = int(ok.sum())
@@ -243,6 +239,27 @@ def retrieval_metrics(
         ties=ties,
         first_relevant_rank=first,
     )
+
+
+def _relevant_ranks(neg: np.ndarray, neg_sorted: np.ndarray, rel: np.ndarray, ties: str) -> np.ndarray:
+    """Ascending 1-based ranks of one query's relevant items; neg = -sim of the row (G,)."""
+    cols = np.flatnonzero(rel)
+    if cols.size == 0:
+        return cols
+    order = np.argsort(neg[cols], kind="stable")
+    cols, v = cols[order], neg[cols][order]  # relevant items, best first
+    ahead = np.searchsorted(neg_sorted, v, side="left")  # items scored strictly higher
+    tied = np.searchsorted(neg_sorted, v, side="right") - ahead  # items with the same score
+    if ties == "pessimistic":
+        rel_ahead = np.searchsorted(v, v, side="left")  # relevant items scored strictly higher
+        rel_tied = np.searchsorted(v, v, side="right") - rel_ahead
+        # irrelevant ties go first, then the relevant ties fill the next places
+        return ahead + (tied - rel_tied) + (np.arange(v.size) - rel_ahead) + 1
+    if np.all(tied == 1):
+        return ahead + 1
+    # ties by gallery index: a full stable ranking of this row only
+    ranked_rel = rel[np.argsort(neg, kind="stable")]
+    return np.flatnonzero(ranked_rel) + 1
 
 
 def _as_2d(x: np.ndarray, name: str) -> np.ndarray:

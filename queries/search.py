@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator, Optional
 import numpy as np
 
 from e2r.errors import BundleError, E2RError, StoreError
-from e2r.phenotypes import LABEL_FIELDS, NUMERIC_FIELDS
+from e2r.phenotypes import LABEL_FIELDS, LVEF_CLASSES, NUMERIC_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,8 @@ class Searcher:
 
         t0 = time.perf_counter()
         hits = self.store.search(self.collection, vector, top_k=top_k, filter=filter)
-        labelled_filter = Filter(must=(*(filter.must if filter else ()), Condition("has_phenotypes", "eq", True)))
+        # "Labelled" = carries an LVEF class; the schema leaves unknown fields out of the payload.
+        labelled_filter = Filter(must=(*(filter.must if filter else ()), Condition("lvef_class", "any", list(LVEF_CLASSES))))
         labelled = self.store.search(self.collection, vector, top_k=k, filter=labelled_filter)
         t1 = time.perf_counter()
         notes = []

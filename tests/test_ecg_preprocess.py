@@ -4,6 +4,7 @@ synthetic and real records."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -175,6 +176,12 @@ def test_default_config_is_valid_and_the_papers_where_it_has_values():
     assert (cfg.fs, cfg.window_s, cfg.crop, cfg.n_samples) == (250.0, 10.0, "start", 2500)
     assert (cfg.baseline, cfg.als_lam, cfg.als_p, cfg.als_iter) == ("als", 1e7, 0.3, 5)
     assert (cfg.normalise, cfg.lead_groups) == ("lead_groups", (3, 6, 12))
+
+
+def test_config_from_json_is_equal():
+    cfg = ECGPreprocessConfig(clip="std", lead_groups=(6, 12))
+    back = ECGPreprocessConfig(**json.loads(json.dumps(dataclasses.asdict(cfg))))
+    assert back == cfg and hash(back) == hash(cfg)
 
 
 @pytest.mark.parametrize(

@@ -264,3 +264,13 @@ def test_ecg_knn_regress_matches_numpy():
     np.testing.assert_allclose(got, values[4:][nn].mean(axis=1))
     with pytest.raises(DataError):
         ecg_knn_regress(train, np.full(40, np.nan), test)
+
+
+def test_full_matrix_breaks_ties_at_kth_place_by_gallery_index():
+    lvef = np.array([np.nan, 30.0, 40.0, np.nan, 50.0, 60.0, 70.0])
+    labels = {"lvef": lvef, "lvh": np.full(7, np.nan)}
+    pred = knn_predict(np.ones((1, 7), dtype=np.float32), labels, k=3, weighting="uniform", smoothing=0)
+    assert pred.lvef[0] == pytest.approx(40.0)  # ids 1, 2, 4: the three lowest labelled ids
+    assert pred.n_voters["lvef"][0] == 3 and pred.n_voters["lvh"][0] == 0 and np.isnan(pred.p_lvh[0])
+    few = knn_predict(np.linspace(0, 1, 7)[None, :], labels, k=6, weighting="uniform")
+    assert few.n_voters["lvef"][0] == 5 and few.lvef[0] == pytest.approx(50.0)

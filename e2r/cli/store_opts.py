@@ -9,8 +9,8 @@ from e2r.cli.common import default_home
 
 
 def home_dir(data_dir: Optional[Path]) -> Path:
-    """The e2r home: embedded store, patient-ID salt, caches."""
-    return Path(data_dir) if data_dir else default_home()
+    """The e2r home: embedded store (`store/`), patient-ID salt, caches."""
+    return Path(data_dir).expanduser() if data_dir else default_home()
 
 
 def open_cli_store(data_dir: Optional[Path], url: Optional[str], api_key: Optional[str]) -> Any:
@@ -19,4 +19,4 @@ def open_cli_store(data_dir: Optional[Path], url: Optional[str], api_key: Option
 
     if url:
         return open_store(url=url, api_key=api_key)
-    return open_store(data_dir=home_dir(data_dir) / "store")
+    return open_store(data_dir=home_dir(data_dir))

@@ -34,7 +34,7 @@ VIEWS = ("A4C", "A2C", "PLAX", "PSAX")
 FRAME_RATES = (25.0, 30.0, 40.0, 50.0)
 
 # Reflectivity (linear amplitude, 1 = brightest) of the drawn tissues.
-_BLOOD, _TISSUE, _MYO, _BRIGHT = 0.01, 0.07, 0.4, 1.0
+_BLOOD, _TISSUE, _MYO, _BRIGHT = 0.01, 0.04, 0.4, 1.0
 
 
 @dataclass(frozen=True)
@@ -56,35 +56,58 @@ class _Grid:
     y: np.ndarray  # (H, W) depth cm in the view frame
     sector: np.ndarray  # (H, W) bool
     r: np.ndarray  # (H, W) physical distance from the probe, cm
+    ps: float      # cm per pixel
+    apex: tuple[float, float]  # probe (row, col), pixels
+    tilt: float    # rad
+    shift: tuple[float, float]  # heart offset in the view frame, cm
+
+    def pixel_box(self, x0: float, x1: float, y0: float, y1: float) -> tuple[slice, slice]:
+        """Pixel rows/cols covering the view-frame rectangle [x0, x1] x [y0, y1] (cm)."""
+        xs = np.array([x0, x1, x0, x1]) + self.shift[0]
+        ys = np.array([y0, y0, y1, y1]) + self.shift[1]
+        c, s = np.cos(self.tilt), np.sin(self.tilt)
+        px, py = c * xs - s * ys, s * xs + c * ys
+        rows = py / self.ps + self.apex[0]
+        cols = px / self.ps + self.apex[1]
+        h, w = self.x.shape
+        r0, r1 = max(0, int(np.floor(rows.min())) - 1), min(h, int(np.ceil(rows.max())) + 2)
+        c0, c1 = max(0, int(np.floor(cols.min())) - 1), min(w, int(np.ceil(cols.max())) + 2)
+        return slice(r0, max(r0, r1)), slice(c0, max(c0, c1))
 
 
 class _Canvas:
-    """A stack of reflectivity frames painted back to front."""
+    """A stack of reflectivity frames painted back to front (each shape only in its bounding box)."""
 
     def __init__(self, grid: _Grid, n_frames: int):
         self.g = grid
         self.img = np.full((n_frames,) + grid.x.shape, _TISSUE, dtype=np.float32)
 
-    def ellipse(self, cx, cy, a, b, value: float, angle: float = 0.0) -> np.ndarray:
+    def ellipse(self, cx, cy, a, b, value: float, angle: float = 0.0) -> None:
         """Paint value inside the ellipse (per-frame centre/semi-axes arrays or scalars, cm)."""
         cx, cy, a, b = (np.asarray(v, dtype=np.float32).reshape(-1, 1, 1) for v in (cx, cy, a, b))
-        dx, dy = self.g.x[None] - cx, self.g.y[None] - cy
+        ext = np.maximum(a, b) if angle else None
+        ea, eb = (ext, ext) if angle else (a, b)
+        rs, cs = self.g.pixel_box(float((cx - ea).min()), float((cx + ea).max()),
+                                  float((cy - eb).min()), float((cy + eb).max()))
+        gx, gy = self.g.x[rs, cs][None], self.g.y[rs, cs][None]
+        dx, dy = gx - cx, gy - cy
         if angle:
-            c, s = np.cos(angle), np.sin(angle)
+            c, s = np.float32(np.cos(angle)), np.float32(np.sin(angle))
             dx, dy = c * dx + s * dy, -s * dx + c * dy
-        inside = (dx / a) ** 2 + (dy / b) ** 2 <= 1.0
-        np.copyto(self.img, np.float32(value), where=inside)
-        return inside
+        dx, dy = dx / a, dy / b
+        inside = dx * dx + dy * dy <= 1.0
+        np.copyto(self.img[:, rs, cs], np.float32(value), where=inside)
 
     def band(self, y0, y1, x0, x1, value: float) -> None:
         """Paint value in the view-frame rectangle (per-frame arrays or scalars, cm)."""
         y0, y1, x0, x1 = (np.asarray(v, dtype=np.float32).reshape(-1, 1, 1) for v in (y0, y1, x0, x1))
-        gx, gy = self.g.x[None], self.g.y[None]
-        np.copyto(self.img, np.float32(value), where=(gy >= y0) & (gy <= y1) & (gx >= x0) & (gx <= x1))
+        rs, cs = self.g.pixel_box(float(x0.min()), float(x1.max()), float(y0.min()), float(y1.max()))
+        gx, gy = self.g.x[rs, cs][None], self.g.y[rs, cs][None]
+        np.copyto(self.img[:, rs, cs], np.float32(value), where=(gy >= y0) & (gy <= y1) & (gx >= x0) & (gx <= x1))
 
 
-def _make_grid(rng: np.random.Generator, size: int, depth: float, half_angle: float,
-               tilt: float, shift: tuple[float, float]) -> tuple[_Grid, float, tuple[int, int]]:
+def _make_grid(size: int, depth: float, half_angle: float, tilt: float,
+               shift: tuple[float, float]) -> _Grid:
     ps = depth / (0.93 * size)
     apex_row, apex_col = 2.0, size / 2 - 0.5
     rows, cols = np.mgrid[0:size, 0:size].astype(np.float32)
@@ -93,10 +116,10 @@ def _make_grid(rng: np.random.Generator, size: int, depth: float, half_angle: fl
     theta = np.arctan2(px, np.maximum(py, 1e-6))
     sector = (r <= depth) & (np.abs(theta) <= half_angle) & (py > 0)
     # View frame: rotate by the probe tilt about the probe, then shift the heart.
-    c, s = np.cos(tilt), np.sin(tilt)
-    x = c * px + s * py - shift[0]
-    y = -s * px + c * py - shift[1]
-    return _Grid(x=x, y=y, sector=sector, r=r), ps, (int(round(apex_col)), int(apex_row))
+    c, s = np.float32(np.cos(tilt)), np.float32(np.sin(tilt))
+    x = c * px + s * py - np.float32(shift[0])
+    y = -s * px + c * py - np.float32(shift[1])
+    return _Grid(x=x, y=y, sector=sector, r=r, ps=ps, apex=(apex_row, apex_col), tilt=tilt, shift=shift)
 
 
 def _cycle(exam: Exam, rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
@@ -138,7 +161,8 @@ def render_view(exam: Exam, view: str, rng: np.random.Generator, size: int = 128
     half_angle = np.deg2rad(rng.uniform(28, 35))
     tilt = np.deg2rad(rng.normal(0, 6))
     shift = (float(rng.normal(0, 0.5)), float(rng.normal(0, 0.4)))
-    grid, ps, apex = _make_grid(rng, size, depth, half_angle, tilt, shift)
+    grid = _make_grid(size, depth, half_angle, tilt, shift)
+    ps, apex = grid.ps, (int(round(grid.apex[1])), int(grid.apex[0]))
 
     t = np.arange(n_frames) / fps + rng.uniform(-0.08, 0.0)  # ECG-triggered clip
     fill = _cycle(exam, rng, t)
@@ -242,16 +266,20 @@ def _draw_psax(cv: _Canvas, rng, near, diam, h_ivs, h_pw, rv_w) -> None:
     """PSAX (mid-papillary): round LV with the septum toward the upper left, RV crescent wrapped
     around it there; no atria."""
     out_r = diam / 2 + (h_ivs + h_pw) / 2
-    lv_cx, lv_cy = 0.4, near + 0.6 + rv_w * 0.45 + out_r.max()
+    rv0 = float(rv_w[0])
+    lv_cx, lv_cy = 0.5, near + 0.5 + 0.8 * rv0 + float(out_r[0])
     # The cavity sits off-centre in the outer ring so the septal side is h_ivs thick.
     shift = (h_pw - h_ivs) / 2
-    ux, uy = -np.cos(np.pi / 4), -np.sin(np.pi / 4)       # toward the septum (upper left)
+    ux, uy = -0.5, -0.866                                 # toward the septum / RV (upper left)
     cav_cx, cav_cy = lv_cx - shift * ux, lv_cy - shift * uy
-    rv_cx = lv_cx - (out_r[0] * 0.55 + 0.0) - 0.1
-    rv_cy = lv_cy - out_r[0] * 0.55 - rv_w * 0.15
+    # RV: an ellipse centred just outside the LV ring toward the upper left; the LV drawn over it
+    # leaves the crescent, whose width follows the RV size.
+    rv_cx = lv_cx + ux * (out_r + 0.15 * rv_w)
+    rv_cy = lv_cy + uy * (out_r + 0.15 * rv_w)
+    rv_ang = np.arctan2(uy, ux) + np.pi / 2
     cv.ellipse(lv_cx, lv_cy, out_r + 0.25, out_r + 0.25, _BRIGHT)
-    cv.ellipse(rv_cx, rv_cy, rv_w * 0.62 + 0.35, rv_w * 0.36 + 0.35, _MYO, angle=-np.pi / 5)
-    cv.ellipse(rv_cx, rv_cy, rv_w * 0.62, rv_w * 0.36, _BLOOD, angle=-np.pi / 5)
+    cv.ellipse(rv_cx, rv_cy, rv_w * 0.85 + 0.35, rv_w * 0.5 + 0.35, _MYO, angle=rv_ang)
+    cv.ellipse(rv_cx, rv_cy, rv_w * 0.85, rv_w * 0.5, _BLOOD, angle=rv_ang)
     cv.ellipse(lv_cx, lv_cy, out_r, out_r, _MYO)
     cv.ellipse(cav_cx, cav_cy, diam / 2, diam / 2, _BLOOD)
     # Papillary muscles: small bright bodies in the cavity's lower half.
@@ -265,12 +293,11 @@ def _image(refl: np.ndarray, grid: _Grid, rng: np.random.Generator, ps: float, d
     lat_cm = rng.uniform(0.2, 0.28)                      # lateral beam width at mid-depth
     blur = ndimage.gaussian_filter(refl, sigma=(0, 0.06 / ps, lat_cm / ps), mode="nearest")
     f, h, w = refl.shape
-    static = rng.standard_normal((2, 1, h, w), dtype=np.float32)
-    fresh = rng.standard_normal((2, f, h, w), dtype=np.float32)
-    z = 0.8 * static + 0.6 * fresh                      # speckle decorrelates slowly over frames
-    z = ndimage.gaussian_filter(z, sigma=(0, 0, 0.5, 1.1))
-    speckle = np.hypot(z[0], z[1])
-    speckle /= speckle.mean()
+    # Fully developed speckle: exponential intensity, Rayleigh amplitude, about one pixel per grain
+    # at these pixel sizes (~1 mm); part of the pattern persists across frames.
+    static = rng.standard_exponential((1, h, w), dtype=np.float32)
+    fresh = rng.standard_exponential((f, h, w), dtype=np.float32)
+    speckle = np.sqrt(0.65 * static + 0.35 * fresh)
     env = blur * speckle
     env *= (1.0 - rng.uniform(0.15, 0.35) * grid.r / depth)[None]   # attenuation left after TGC
     env += 0.06 * np.exp(-grid.r / 1.2)[None] * speckle                 # near-field clutter
