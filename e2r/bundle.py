@@ -51,7 +51,7 @@ def content_hash(preset_dict: dict, state_dict: dict[str, torch.Tensor]) -> str:
     h = hashlib.sha256()
     h.update(json.dumps(preset_dict, sort_keys=True).encode())
     for name in sorted(state_dict):
-        t = state_dict[name].detach().cpu().contiguous()
+        t = state_dict[name].detach().cpu().contiguous().reshape(-1)
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:16]

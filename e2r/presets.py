@@ -51,8 +51,9 @@ class EchoEncoderConfig:
     color: str = "grey"  # "grey" (1 channel) or "rgb" (3 channels)
     mean: tuple[float, ...] = (29.0,)  # pixel mean on the 0-255 scale, 1 or 3 values
     std: tuple[float, ...] = (47.0,)  # pixel std on the 0-255 scale, 1 or 3 values
-    width: int = 16  # own encoder: channels of the first stage (doubling per stage)
-    depth: int = 3  # own encoder: number of (2+1)-D conv stages
+    patch: tuple[int, int] = (2, 4)  # own encoder: stem patch (frames, pixels)
+    width: int = 16  # own encoder: stem channels (doubling per stage)
+    depth: int = 3  # own encoder: number of (2+1)-D conv stages after the stem
     out_dim: int = 64  # E, the per-video embedding width (512 for echoprime)
     weights: str | None = None  # echoprime: the EchoPrime encoder state_dict file
 
@@ -114,7 +115,7 @@ def _tiny() -> ModelPreset:
         name="tiny",
         ecg=ECGEncoderConfig(dim=64, depth=3, heads=4, patch_size=50),
         echo=EchoEncoderConfig(kind="video", n_frames=16, size=(64, 64), fps=16.0, color="grey",
-                               width=8, depth=3, out_dim=64),
+                               patch=(2, 8), width=32, depth=2, out_dim=64),
         aggregation=AggregationConfig(mode="attention", heads=4, proj_dim=64),
         embed_dim=128,
         ecg_preprocess=ECGPreprocessConfig(fs=100.0, window_s=10.0),
@@ -127,7 +128,7 @@ def _base() -> ModelPreset:
         name="base",
         ecg=ECGEncoderConfig(dim=192, depth=12, heads=3, patch_size=24),
         echo=EchoEncoderConfig(kind="video", n_frames=16, size=(112, 112), fps=16.0, color="grey",
-                               width=32, depth=4, out_dim=512),
+                               patch=(2, 4), width=32, depth=4, out_dim=512),
         aggregation=AggregationConfig(mode="attention", heads=8, proj_dim=512),
         embed_dim=512,
         ecg_preprocess=ECGPreprocessConfig(fs=250.0, window_s=10.0),
@@ -175,6 +176,9 @@ def validate_preset(preset: ModelPreset) -> None:
         (v.kind != "echoprime" or (v.color == "rgb" and v.out_dim == 512),
          "echo.kind='echoprime' needs color='rgb' and out_dim=512"),
         (v.n_frames > 0 and len(v.size) == 2 and min(v.size) > 0, "echo.n_frames/size must be > 0"),
+        (v.kind != "video" or (v.n_frames % v.patch[0] == 0 and v.size[0] % v.patch[1] == 0
+                               and v.size[1] % v.patch[1] == 0),
+         f"echo.n_frames={v.n_frames} and size={v.size} must be multiples of echo.patch={v.patch}"),
         (e.dim % e.heads == 0 and e.dim % 4 == 0, f"ecg.dim={e.dim} must be divisible by "
                                                   f"ecg.heads={e.heads} and by 4"),
         (e.patch_size > 0 and e.depth > 0, "ecg.patch_size and ecg.depth must be > 0"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -18,23 +18,11 @@ class DecodeJob:
 
     job_index: int
     paths: tuple[str, ...]
-    n_frames: int
-    size: tuple[int, int]
-    fps: Optional[float]
-    color: str
-    stride: Optional[int] = None
+    decode_kwargs: dict[str, Any]  # e2r.presets.EchoEncoderConfig.decode_kwargs()
 
     @classmethod
     def for_study(cls, job_index: int, study: StudyInfo, echo_cfg: Any) -> "DecodeJob":
-        return cls(
-            job_index=job_index,
-            paths=tuple(v.path for v in study.videos),
-            n_frames=int(echo_cfg.n_frames),
-            size=tuple(echo_cfg.size),
-            fps=echo_cfg.fps,
-            color=echo_cfg.color,
-            stride=getattr(echo_cfg, "stride", None),
-        )
+        return cls(job_index, tuple(v.path for v in study.videos), echo_cfg.decode_kwargs())
 
 
 @dataclass
@@ -52,8 +40,7 @@ def decode_study(job: DecodeJob) -> DecodedStudy:
     out = DecodedStudy(job.job_index)
     for i, path in enumerate(job.paths):
         try:
-            frames = decode_video(path, n_frames=job.n_frames, size=job.size, fps=job.fps,
-                                  color=job.color, stride=job.stride)
+            frames = decode_video(path, **job.decode_kwargs)
         except DicomReadError as err:
             out.errors.append((path, str(err)))
             continue

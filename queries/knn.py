@@ -236,6 +236,7 @@ def knn_predict(
         "lvef_high": np.full(n_q, np.nan),
     }
     n_voters = {t: np.zeros(n_q, dtype=np.int64) for t in TARGETS}
+    labelled = {t: np.isfinite(labels[t]) for t in TARGETS}
     width = scores.shape[1]
     block = block_size or max(1, _BLOCK_ELEMENTS // max(width, 1))
     for a in range(0, n_q if width else 0, block):  # no neighbours at all: every estimate stays NaN
@@ -244,7 +245,7 @@ def knn_predict(
             raise DataError("knn_predict: similarities contain NaN or inf; check the embeddings")
         for target in TARGETS:
             if idx_all is None:
-                cand = _top_labelled(scores[a:b], np.isfinite(labels[target]), k)  # (b, k) gallery ids
+                cand = _top_labelled(scores[a:b], labelled[target], k)  # (b, k) gallery ids
                 s = np.take_along_axis(scores[a:b], cand, axis=1)
             else:
                 cand, s = idx_all[a:b], scores[a:b]

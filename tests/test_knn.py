@@ -274,3 +274,12 @@ def test_full_matrix_breaks_ties_at_kth_place_by_gallery_index():
     assert pred.n_voters["lvef"][0] == 3 and pred.n_voters["lvh"][0] == 0 and np.isnan(pred.p_lvh[0])
     few = knn_predict(np.linspace(0, 1, 7)[None, :], labels, k=6, weighting="uniform")
     assert few.n_voters["lvef"][0] == 5 and few.lvef[0] == pytest.approx(50.0)
+
+
+def test_interval_is_inverted_weighted_cdf():
+    phenos = [{"lvef": float(v)} for v in (55, 25, 35, 65, 45, 30, 50, 60, 40, 70)]
+    est = knn_estimate(np.linspace(0.9, 0.1, 10), phenos, k=10, weighting="uniform", interval=(0.1, 0.9))
+    assert est.lvef_interval == (25.0, 65.0)  # the 1st and 9th of ten equally weighted values
+    assert est.lvef == pytest.approx(47.5)
+    full = knn_estimate(np.linspace(0.9, 0.1, 10), phenos, k=10, weighting="uniform", interval=(0.0, 1.0))
+    assert full.lvef_interval == (25.0, 70.0)

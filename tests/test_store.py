@@ -24,6 +24,8 @@ from e2r.store import (
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ["edge", "client-local"]
+# The fields the tests filter on (each payload index costs the embedded store a few fsyncs).
+TEST_SCHEMA = {k: STUDY_PAYLOAD_SCHEMA[k] for k in ("lvef", "study_date", "views", "lvh", "rhythm")}
 
 
 def make_points(n: int, dim: int = 16, seed: int = 0) -> list[Point]:
@@ -47,8 +49,21 @@ def make_points(n: int, dim: int = 16, seed: int = 0) -> list[Point]:
 
 @pytest.fixture(params=BACKENDS)
 def store(request, tmp_path):
-    s = open_store(tmp_path, backend=request.param)
+    # client-local in memory here (fast); its folder mode is covered by the reopen test.
+    s = open_store(":memory:" if request.param == "client-local" else tmp_path, backend=request.param)
     yield s
+    s.close()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def filled(request, tmp_path_factory):
+    """A read-only collection "c" of 120 study points, shared by the query tests of one backend."""
+    where = ":memory:" if request.param == "client-local" else tmp_path_factory.mktemp("filled")
+    s = open_store(where, backend=request.param)
+    pts = make_points(120)
+    s.create_collection("c", 16, {}, TEST_SCHEMA)
+    s.upsert("c", pts)
+    yield s, pts
     s.close()
 
 
@@ -94,7 +109,7 @@ def test_create_list_and_duplicates(store):
 
 def test_upsert_is_idempotent_and_replaces(store):
     pts = make_points(40)
-    store.create_collection("c", 16, {})
+    store.create_collection("c", 16, {}, TEST_SCHEMA)
     store.upsert("c", pts)
     store.upsert("c", pts[:10])  # same IDs again: nothing added
     assert store.count("c") == 40
@@ -108,7 +123,7 @@ def test_upsert_is_idempotent_and_replaces(store):
 
 def test_retrieve_delete_iterate(store):
     pts = make_points(30)
-    store.create_collection("c", 16, {})
+    store.create_collection("c", 16, {}, TEST_SCHEMA)
     store.upsert("c", pts)
     ask = [pts[7].id, point_id_for("not there"), pts[2].id]
     recs = store.retrieve("c", ask)
@@ -137,10 +152,8 @@ FILTER_CASES = [
 
 
 @pytest.mark.parametrize("flt", FILTER_CASES, ids=lambda f: ",".join(f"{c.field}{c.op}" for c in f.must))
-def test_filters_match_reference(store, flt):
-    pts = make_points(120)
-    store.create_collection("c", 16, {})
-    store.upsert("c", pts)
+def test_filters_match_reference(filled, flt):
+    store, pts = filled
     want = {p.id for p in pts if flt.matches(p.payload)}
     assert 0 < len(want) < len(pts)  # the case really filters
     assert store.count("c", flt) == len(want)
@@ -150,10 +163,8 @@ def test_filters_match_reference(store, flt):
     assert_same_topk(hits, *exact_topk(pts, query, 5, flt))
 
 
-def test_parsed_filter_on_store(store):
-    pts = make_points(60)
-    store.create_collection("c", 16, {})
-    store.upsert("c", pts)
+def test_parsed_filter_on_store(filled):
+    store, pts = filled
     flt = parse_filter(["lvef<40", "views=PLAX", "study_date>=2020-01-01"])
     want = {p.id for p in pts if flt.matches(p.payload)}
     assert want and store.count("c", flt) == len(want)
@@ -163,7 +174,7 @@ def test_parsed_filter_on_store(store):
 
 def test_search_equals_exact_cosine_topk(store):
     pts = make_points(400, dim=32, seed=1)
-    store.create_collection("c", 32, {})
+    store.create_collection("c", 32, {}, TEST_SCHEMA)
     store.upsert("c", pts)
     rng = np.random.default_rng(2)
     for _ in range(15):
@@ -177,7 +188,7 @@ def test_search_equals_exact_cosine_topk(store):
 
 
 def test_metadata_round_trip(store):
-    store.create_collection("c", 16, {"model_hash": "abc123", "model_path": "/m/tiny", "extra": {"k": [1, 2]}})
+    store.create_collection("c", 16, {"model_hash": "abc123", "model_path": "/m/tiny", "extra": {"k": [1, 2]}}, {})
     meta = store.get_metadata("c")
     assert meta["model_hash"] == "abc123" and meta["model_path"] == "/m/tiny" and meta["extra"] == {"k": [1, 2]}
     assert meta["dim"] == 16 and meta["distance"] == "cosine" and meta["schema_version"] == 1
@@ -190,7 +201,7 @@ def test_metadata_round_trip(store):
 
 
 def test_wrong_dimension_and_bad_points(store):
-    store.create_collection("c", 16, {})
+    store.create_collection("c", 16, {}, TEST_SCHEMA)
     with pytest.raises(StoreError, match="holds 16-d"):
         store.upsert("c", [Point(point_id_for("x"), np.ones(8), {})])
     with pytest.raises(StoreError, match="holds 16-d vectors but the query has 8"):
@@ -209,13 +220,15 @@ def test_wrong_dimension_and_bad_points(store):
 def test_reopen_keeps_everything(tmp_path, backend):
     pts = make_points(50)
     with open_store(tmp_path, backend=backend) as s:
-        s.create_collection("c", 16, {"model_hash": "h"})
+        s.create_collection("c", 16, {"model_hash": "h"}, TEST_SCHEMA)
         s.upsert("c", pts)
         before = s.search("c", pts[4].vector, 5)
     with open_store(tmp_path, backend=backend) as s:
         assert s.list_collections() == ["c"] and s.count("c") == 50
         assert s.get_metadata("c")["model_hash"] == "h"
-        assert s.search("c", pts[4].vector, 5) == before
+        after = s.search("c", pts[4].vector, 5)
+        assert [h.id for h in after] == [h.id for h in before]
+        np.testing.assert_allclose([h.score for h in after], [h.score for h in before], atol=1e-6)
         assert s.count("c", parse_filter(["views=PLAX"])) == sum("PLAX" in p.payload["views"] for p in pts)
 
 
@@ -254,7 +267,7 @@ import numpy as np
 from e2r.store import open_store, Point, point_id_for
 store = open_store(sys.argv[1])
 if not store.collection_exists("c"):
-    store.create_collection("c", 64, {"model_hash": "h"})
+    store.create_collection("c", 64, {"model_hash": "h"}, {"i": "integer"})
 rng = np.random.default_rng(0)
 vecs = rng.standard_normal((600, 64))
 for start in range(0, 600, 100):
@@ -280,13 +293,36 @@ def test_upserts_survive_sigkill_and_rerun_adds_nothing(tmp_path):
 
 def test_edge_layout_and_closed_store(tmp_path):
     s = open_store(tmp_path)
-    s.create_collection("c", 4, {})
+    s.create_collection("c", 4, {}, {})
     assert (tmp_path / "store" / "collections" / "c" / "collection.json").is_file()
     assert json.loads((tmp_path / "store" / "collections" / "c" / "collection.json").read_text())["dim"] == 4
     s.close()
     s.close()
     with pytest.raises(StoreError, match="closed"):
         s.count("c")
+
+
+def test_edge_hnsw_index_agrees_with_exact_search(tmp_path):
+    from e2r.store.edge import EdgeStore
+
+    pts = make_points(1500, dim=32, seed=3)
+    store = EdgeStore(tmp_path / "store", indexing_threshold_kb=64)  # 1500 x 32 x 4 B = 188 KB: indexed
+    store.create_collection("c", 32, {}, {"lvef": "float"})
+    store.upsert("c", pts)
+    store.close()  # big enough: close builds the HNSW index
+    with EdgeStore(tmp_path / "store") as store:
+        assert store._shard("c").info().indexed_vectors_count >= 1500
+        rng = np.random.default_rng(4)
+        recalls = []
+        for _ in range(20):
+            query = rng.standard_normal(32)
+            hits = store.search("c", query, 10)
+            ids, scores, _ = exact_topk(pts, query, 10)
+            recalls.append(len({h.id for h in hits} & set(ids)) / 10)
+            assert hits[0].score == pytest.approx(scores[0], abs=1e-5) or hits[0].id != ids[0]
+        assert np.mean(recalls) >= 0.95
+        flt = parse_filter(["lvef<30"])
+        assert all(h.payload["lvef"] < 30 for h in store.search("c", rng.standard_normal(32), 10, flt))
 
 
 def test_client_local_folder_in_use(tmp_path):
@@ -312,6 +348,7 @@ def test_wrong_url_is_one_clear_line():
     assert "\n" not in msg
 
 
+@pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")
 @pytest.mark.parametrize("status", [401, 403])
 def test_refused_api_key_is_one_clear_line(status):
     class Refuse(http.server.BaseHTTPRequestHandler):

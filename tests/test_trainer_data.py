@@ -130,3 +130,26 @@ def test_dataset_items_and_collate(cohort, tmp_path):
     assert all(len(single[i]["videos"]) == 1 for i in range(len(single)))
     val = PairDataset(data, data.val, train=False, augment=aug, seed=0, max_videos=8)
     np.testing.assert_array_equal(val[0]["ecg"], data.ecg[data.val[0].ecg_row])
+
+
+def test_frozen_echo_encoder_caches_view_embeddings(cohort, tmp_path):
+    """With a frozen video encoder (EchoPrime) the data set holds per-video embeddings."""
+    from e2r.models import Echo2ECG
+    from e2r.presets import with_overrides
+
+    preset = with_overrides(get_preset("tiny"), echo__size=(32, 32), echo__n_frames=8)
+
+    class Frozen(Echo2ECG):
+        video_encoder_frozen = True
+
+    model = Frozen(preset)
+    cfg = _cfg(cohort, tmp_path)
+    data = load_paired_data(cfg, preset, embedder=model)
+    assert data.videos is None and data.view_emb.shape == (data.summary.videos, preset.echo.out_dim)
+    assert any((tmp_path / "cache").glob("viewemb-*.npy"))
+    again = load_paired_data(cfg, preset, embedder=model)
+    np.testing.assert_array_equal(again.view_emb, data.view_emb)
+    ds = PairDataset(data, data.train, train=True, augment=AugmentConfig(), seed=0, max_videos=8)
+    batch = collate([ds[i] for i in range(3)])
+    assert batch["view_emb"].shape[0] == 3 and batch["view_emb"].shape[2] == preset.echo.out_dim
+    assert "videos" not in batch

@@ -9,7 +9,7 @@ import torch
 
 import trainer.loop as loop
 from e2r.errors import ConfigError
-from e2r.presets import get_preset
+from e2r.presets import get_preset, with_overrides
 from trainer.config import make_train_config
 from trainer.data import load_paired_data
 from trainer_fixtures import write_tiny_cohort
@@ -22,11 +22,16 @@ def cohort(tmp_path_factory):
     return root
 
 
+# The tiny preset made smaller still, so each test trains in a second or two.
+PRESET = with_overrides(get_preset("tiny"), echo__size=(32, 32), echo__n_frames=8, echo__width=4,
+                        ecg__depth=1)
+
+
 @pytest.fixture(scope="module")
 def data(cohort, tmp_path_factory):
     cfg = make_train_config(cohort, tmp_path_factory.mktemp("o"), min_pairs=4, progress=False,
                             cache_dir=str(tmp_path_factory.mktemp("cache")))
-    return load_paired_data(cfg, get_preset("tiny"))
+    return load_paired_data(cfg, PRESET)
 
 
 def _cfg(cohort, out, **kw):
@@ -39,7 +44,7 @@ def test_train_two_epochs_writes_loadable_bundle(cohort, tmp_path):
     from e2r.bundle import load_model
 
     out = tmp_path / "model"
-    result = loop.train(_cfg(cohort, out))
+    result = loop.train(_cfg(cohort, out), preset=PRESET)
     assert result.epochs == 2 and result.start_epoch == 0 and 1 <= result.best_epoch <= 2
     assert result.data_summary["train_pairs"] == 9 and result.data_summary["val_pairs"] == 3
     for key in ("recall@1", "recall@5", "chance_recall@1", "mean_rank", "val_loss"):
@@ -73,16 +78,16 @@ def _interrupt_after(monkeypatch, n_calls, exc):
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(cohort, data, tmp_path, monkeypatch):
-    full = loop.train(_cfg(cohort, tmp_path / "full"), data=data)
+    full = loop.train(_cfg(cohort, tmp_path / "full"), data=data, preset=PRESET)
     # 9 train pairs, batch 4 -> 2 steps per epoch; die in the middle of epoch 2.
     _interrupt_after(monkeypatch, 3, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
-        loop.train(_cfg(cohort, tmp_path / "cut"), data=data)
+        loop.train(_cfg(cohort, tmp_path / "cut"), data=data, preset=PRESET)
     ckpt = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=False)
     assert ckpt["epoch"] == 1 and ckpt["step"] == 2
     assert not (tmp_path / "cut" / "bundle.json").exists()
     monkeypatch.undo()
-    resumed = loop.train(_cfg(cohort, tmp_path / "cut", resume=True), data=data)
+    resumed = loop.train(_cfg(cohort, tmp_path / "cut", resume=True), data=data, preset=PRESET)
     assert resumed.start_epoch == 1 and resumed.epochs == 2
     assert [h["epoch"] for h in resumed.history] == [1, 2]
     for a, b in zip(full.history, resumed.history):
@@ -104,7 +109,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(cohort, data, tmp_path, m
     _interrupt_after(monkeypatch, 2, "nan")
     out = tmp_path / "nan"
     with pytest.raises(loop.TrainingDivergedError, match=r"epoch 2 \(loss is nan\).*epoch 1.*last.pt"):
-        loop.train(_cfg(cohort, out), data=data)
+        loop.train(_cfg(cohort, out), data=data, preset=PRESET)
     ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
     assert ckpt["epoch"] == 1
     assert not (out / "bundle.json").exists()
@@ -112,16 +117,16 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(cohort, data, tmp_path, m
 
 def test_resume_without_checkpoint_is_a_clear_error(cohort, data, tmp_path):
     with pytest.raises(ConfigError, match="--resume: no checkpoint"):
-        loop.train(_cfg(cohort, tmp_path / "none", resume=True), data=data)
+        loop.train(_cfg(cohort, tmp_path / "none", resume=True), data=data, preset=PRESET)
 
 
 def test_resume_with_other_preset_settings_refused(cohort, data, tmp_path, monkeypatch):
     _interrupt_after(monkeypatch, 2, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
-        loop.train(_cfg(cohort, tmp_path / "m"), data=data)
+        loop.train(_cfg(cohort, tmp_path / "m"), data=data, preset=PRESET)
     monkeypatch.undo()
     with pytest.raises(ConfigError, match="--aggregation"):
-        loop.train(_cfg(cohort, tmp_path / "m", resume=True, aggregation="mean"), data=data)
+        loop.train(_cfg(cohort, tmp_path / "m", resume=True, aggregation="mean"), data=data, preset=PRESET)
 
 
 def test_lr_schedule_warms_up_then_decays():

@@ -87,11 +87,11 @@ def lr_lambda(warmup_steps: int, total_steps: int):
     return factor
 
 
-def resolve_preset(config: TrainConfig):
+def resolve_preset(config: TrainConfig, preset: Any = None):
     """The model preset of the run, with the --aggregation override applied."""
     from e2r.presets import get_preset, with_overrides
 
-    preset = get_preset(config.preset)
+    preset = preset or get_preset(config.preset)
     if config.aggregation and config.aggregation != preset.aggregation.mode:
         preset = with_overrides(preset, aggregation__mode=config.aggregation)
     return preset
@@ -105,16 +105,17 @@ def _cpu_threads(world_size: int) -> int:
     return max(1, cores // world_size)
 
 
-def train(config: TrainConfig, data: Optional[PairedData] = None) -> TrainResult:
+def train(config: TrainConfig, data: Optional[PairedData] = None, preset: Any = None) -> TrainResult:
     """Run training as configured (see module doc). `data`: an already loaded data set (tests,
-    benchmark arms); otherwise it is built from config.data.
+    benchmark arms); otherwise it is built from config.data. `preset`: a ModelPreset to use
+    instead of config.preset's (a derived variant; config.aggregation still applies).
 
     Raises DataError (too few pairs, bad CSV), ConfigError (bad --resume), TrainingDivergedError.
     """
     from e2r.models import Echo2ECG
 
     config.validate()
-    preset = resolve_preset(config)
+    preset = resolve_preset(config, preset)
     dist_created = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     device = select_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
     info = D.init_distributed(device.type)

@@ -149,12 +149,12 @@ def read_for_cache(path: str, preprocess_cfg: Any) -> np.ndarray:
 
 
 def build_embedding_cache(cache_dir: str | Path, settings: dict[str, Any], paths: Sequence[str],
-                          load: Callable[[Any], np.ndarray], model: Any, chunk: int = 32,
+                          load: Callable[[Any], np.ndarray], model: Any,
                           progress: bool = True) -> CachedArray:
     """Per-video embeddings of a frozen echo encoder, `<cache_dir>/viewemb-<key>.npy` (n, E).
 
-    The key adds the encoder's weight file to the decode settings, so new weights rebuild it.
-    Videos are decoded and embedded in chunks; none are kept.
+    The key adds the encoder's kind and weight file to the decode settings, so new weights
+    rebuild it. Each video is decoded and embedded in the main process; no frames are kept.
     """
     from e2r.encode import embed_videos
 
@@ -162,47 +162,9 @@ def build_embedding_cache(cache_dir: str | Path, settings: dict[str, Any], paths
     key = cache_key({**settings, "kind": model.preset.echo.kind,
                      "weights": file_stamp(weights) if weights else None}, paths)
 
-    def embed_chunk(start: int) -> tuple[np.ndarray, dict[int, str]]:
-        vids, rows, bad = [], [], {}
-        for i in range(start, min(start + chunk, len(paths))):
-            value, err = _load((load, paths[i]))
-            if err is None:
-                vids.append(value)
-                rows.append(i - start)
-            else:
-                bad[i] = err
-        out = None
-        if vids:
-            emb = embed_videos(model, vids)
-            out = np.zeros((chunk, emb.shape[1]), np.float32)  # last chunk padded
-            out[rows] = emb
-        return out, bad
+    def decode_and_embed(path: str) -> np.ndarray:
+        return embed_videos(model, [load(path)])[0]  # (E,)
 
-    chunks = list(range(0, len(paths), chunk))
-    cached_chunks: dict[int, tuple[np.ndarray | None, dict[int, str]]] = {}
-
-    def load_chunk(start: int) -> np.ndarray:
-        out, bad = embed_chunk(start)
-        cached_chunks[start] = (out, bad)
-        if out is None:
-            raise ValueError("no video of this chunk decodes")
-        return out
-
-    # Build as an array of chunks through the generic cache, then flatten to one row per video.
-    arr = build_cached_array(cache_dir, "viewemb-chunks", key, chunks, load_chunk, None,
-                             np.float32, progress=progress, desc="embedding videos")
-    failed: dict[int, str] = {}
-    for start, (_, bad) in cached_chunks.items():
-        failed.update(bad)
-    flat = np.asarray(arr.array).reshape(-1, arr.array.shape[-1])[: len(paths)]
-    if arr.reused:
-        meta = Path(cache_dir) / f"viewemb-failed-{key}.json"
-        if meta.exists():
-            failed = {int(k): v for k, v in json.loads(meta.read_text()).items()}
-    else:
-        (Path(cache_dir) / f"viewemb-failed-{key}.json").write_text(
-            json.dumps({str(k): v for k, v in failed.items()}))
-    for c in arr.failed:
-        for i in range(chunks[c], min(chunks[c] + chunk, len(paths))):
-            failed.setdefault(i, "decode failed")
-    return CachedArray(flat, failed, arr.path, arr.reused)
+    return build_cached_array(cache_dir, "viewemb", key, paths, decode_and_embed,
+                              (model.preset.echo.out_dim,), np.float32, workers=0,
+                              progress=progress, desc="embedding videos")

@@ -40,36 +40,37 @@ def index(
     """
     from e2r.errors import ConfigError
 
-    store = open_cli_store(data_dir, qdrant_url, api_key)
-    with store:
-        if stats:
-            from indexer.stats import store_stats
+    if stats:
+        from indexer.stats import store_stats
 
+        with open_cli_store(data_dir, qdrant_url, api_key) as store:
             report = store_stats(store)
-            if as_json:
-                print_json(report)
-            else:
-                print_table(report["collections"], ["name", "points", "with_phenotypes", "model_hash", "preset", "e2r_version"])
-            return
-        if archive is None or model is None:
-            raise ConfigError("give ARCHIVE and --model MODEL_DIR (or --stats to see what is indexed)")
-        from e2r.bundle import load_model
-        from indexer.config import IndexConfig, Shard
-        from indexer.pipeline import index_archive
+        if as_json:
+            print_json(report)
+        else:
+            print_table(report["collections"], ["name", "points", "with_phenotypes", "model_hash", "preset", "e2r_version"])
+        return
+    if archive is None or model is None:
+        raise ConfigError("give ARCHIVE and --model MODEL_DIR (or --stats to see what is indexed)")
+    from e2r.bundle import load_model
+    from indexer.config import IndexConfig, Shard
+    from indexer.pipeline import index_archive
 
-        if phenotypes is None:
-            phenotypes = next((p for p in (archive / "phenotypes.csv", archive.parent / "phenotypes.csv") if p.is_file()), None)
-            if phenotypes is not None and not as_json:
-                typer.echo(f"using phenotypes from {phenotypes}", err=True)
-        cfg = IndexConfig(
-            archive=archive, model_dir=model, phenotypes=phenotypes, collection=collection,
-            data_dir=data_dir, url=qdrant_url, api_key=api_key,
-            salt_path=home_dir(data_dir) / "patient_salt", shard=Shard.parse(shard),
-            batch_size=batch_size, progress=not as_json,
-            **({} if workers is None else {"workers": workers}),
-        )
-        cfg.validate()
-        summary = index_archive(cfg, store, load_model(model))
+    if phenotypes is None:
+        phenotypes = next((p for p in (archive / "phenotypes.csv", archive.parent / "phenotypes.csv") if p.is_file()), None)
+    cfg = IndexConfig(
+        archive=archive, model_dir=model, phenotypes=phenotypes, collection=collection,
+        data_dir=data_dir, url=qdrant_url, api_key=api_key,
+        salt_path=home_dir(data_dir) / "patient_salt", shard=Shard.parse(shard),
+        batch_size=batch_size, progress=not as_json,
+        **({} if workers is None else {"workers": workers}),
+    )
+    cfg.validate()
+    loaded = load_model(model)
+    if phenotypes is not None and not as_json:
+        typer.echo(f"using phenotypes from {phenotypes}", err=True)
+    with open_cli_store(data_dir, qdrant_url, api_key) as store:
+        summary = index_archive(cfg, store, loaded)
     if as_json:
         print_json(summary.to_dict())
         return

@@ -121,7 +121,7 @@ def format_estimate(est: dict[str, Any]) -> str:
     if not est.get("n_neighbours"):
         return "phenotype estimate: none (no labelled neighbours)"
     lines = [f"phenotype estimate from {est['n_neighbours']} labelled neighbours:"]
-    probs = est.get("lvef_class_proba") or {}
+    probs = est.get("lvef_class_probs") or {}
     if probs:
         lines.append("  LVEF class   " + "  ".join(f"{c} {p:.2f}" for c, p in probs.items()))
     if est.get("lvef") is not None:

@@ -108,7 +108,8 @@ class _Canvas:
 
 def _make_grid(size: int, depth: float, half_angle: float, tilt: float,
                shift: tuple[float, float]) -> _Grid:
-    ps = depth / (0.93 * size)
+    # Fit the sector: its depth into ~93 % of the rows, its widest chord into ~98 % of the columns.
+    ps = max(depth / (0.93 * size), 2 * depth * np.sin(half_angle) / (0.98 * size))
     apex_row, apex_col = 2.0, size / 2 - 0.5
     rows, cols = np.mgrid[0:size, 0:size].astype(np.float32)
     px, py = (cols - apex_col) * ps, (rows - apex_row) * ps
@@ -157,8 +158,8 @@ def render_view(exam: Exam, view: str, rng: np.random.Generator, size: int = 128
         raise ValueError(f"unknown view {view!r}; expected one of {VIEWS}")
     fps = float(fps or rng.choice(FRAME_RATES))
     apical = view in ("A4C", "A2C")
-    depth = float(rng.uniform(14.0, 17.5) if apical else rng.uniform(12.5, 16.0))
-    half_angle = np.deg2rad(rng.uniform(28, 35))
+    depth = float(rng.uniform(13.0, 16.0) if apical else rng.uniform(11.5, 15.0))
+    half_angle = np.deg2rad(rng.uniform(35, 42))
     tilt = np.deg2rad(rng.normal(0, 6))
     shift = (float(rng.normal(0, 0.5)), float(rng.normal(0, 0.4)))
     grid = _make_grid(size, depth, half_angle, tilt, shift)
@@ -202,38 +203,42 @@ def render_view(exam: Exam, view: str, rng: np.random.Generator, size: int = 128
 
 def _draw_apical(cv: _Canvas, view: str, exam: Exam, rng, near, length, diam, h_ivs, h_pw,
                  la_d, rv_w, l_ed) -> None:
-    """A4C: LV right of the septum, RV left, atria below. A2C: LV centred, LA below, no RV."""
-    apex_y = near + 0.6
-    base_y = apex_y + length                             # mitral annulus descends in diastole
-    septum_x = 0.0 if view == "A4C" else -diam[0] / 2 - h_ivs[0] / 2
+    """A4C: apex at the top, LV down and to the right of the septum, RV left, atria below.
+    A2C: LV axis near vertical, LA below, no RV. Shapes follow the LV long axis (angle theta)."""
+    theta = np.deg2rad(rng.normal(10, 3) if view == "A4C" else rng.normal(3, 3))
+    ux, uy = np.sin(theta), np.cos(theta)               # apex -> base
+    nx, ny = np.cos(theta), -np.sin(theta)              # septum -> lateral wall
+    ang = -theta
+    apex_x, apex_y = 0.5 if view == "A4C" else 0.0, near + 0.7
+
+    def at(along, across):
+        return apex_x + ux * along + nx * across, apex_y + uy * along + ny * across
+
     h_apex = 0.7 * (h_ivs + h_pw) / 2
-    lv_cx = septum_x + h_ivs + diam / 2
-    lv_cy = apex_y + length / 2
-    # Pericardium, then myocardium, then cavity (outer ellipse sized so septum = h_ivs on the left).
     out_a = diam / 2 + (h_ivs + h_pw) / 2
-    out_cx = lv_cx + (h_pw - h_ivs) / 2
-    cv.ellipse(out_cx, lv_cy, out_a + 0.25, length / 2 + h_apex + 0.25, _BRIGHT)
+    lv_c = at(length / 2, 0.0)
+    out_c = at(length / 2, (h_pw - h_ivs) / 2)           # septum h_ivs thick, lateral wall h_pw
+    cv.ellipse(*out_c, out_a + 0.25, length / 2 + h_apex + 0.25, _BRIGHT, angle=ang)
     if view == "A4C":
-        rv_len = 0.82 * l_ed * (length / l_ed) ** 0.5
-        rv_cx = septum_x - rv_w / 2 - 0.05
-        rv_cy = base_y - rv_len / 2
-        cv.ellipse(rv_cx, rv_cy, rv_w / 2 + 0.4, rv_len / 2 + 0.4, _MYO)   # RV free wall
-        ra_d = 3.6 * (exam.rv_diameter / 35.0) ** 0.7 * (la_d / la_d.max()) ** 0.3
-        cv.ellipse(septum_x - ra_d / 2 - 0.2, base_y + 0.2 + 0.6 * ra_d, ra_d / 2 + 0.25, 0.6 * ra_d + 0.25, _MYO)
-        cv.ellipse(septum_x - ra_d / 2 - 0.2, base_y + 0.2 + 0.6 * ra_d, ra_d / 2, 0.6 * ra_d, _BLOOD)
-    cv.ellipse(out_cx, lv_cy, out_a, length / 2 + h_apex, _MYO)
-    la_cx = lv_cx + 0.1
-    la_cy = base_y + 0.25 + 0.65 * la_d
-    cv.ellipse(la_cx, la_cy, la_d / 2 + 0.25, 0.65 * la_d + 0.25, _MYO)
-    cv.ellipse(la_cx, la_cy, la_d / 2, 0.65 * la_d, _BLOOD)
+        rv_len = 0.8 * l_ed * (length / l_ed) ** 0.5
+        rv_c = at(length - rv_len / 2, -(diam / 2 + h_ivs + rv_w / 2 + 0.05))
+        cv.ellipse(*rv_c, rv_w / 2 + 0.4, rv_len / 2 + 0.4, _MYO, angle=ang)        # RV free wall
+        ra_d = 3.4 * (exam.rv_diameter / 35.0) ** 0.7 * (la_d / la_d.max()) ** 0.3
+        ra_c = at(length + 0.25 + 0.6 * ra_d, -(diam / 2 + h_ivs + ra_d / 2 + 0.1))
+        cv.ellipse(*ra_c, ra_d / 2 + 0.25, 0.6 * ra_d + 0.25, _MYO, angle=ang)
+        cv.ellipse(*ra_c, ra_d / 2, 0.6 * ra_d, _BLOOD, angle=ang)
+    cv.ellipse(*out_c, out_a, length / 2 + h_apex, _MYO, angle=ang)
+    la_c = at(length + 0.3 + 0.65 * la_d, 0.15)
+    cv.ellipse(*la_c, la_d / 2 + 0.25, 0.65 * la_d + 0.25, _MYO, angle=ang)
+    cv.ellipse(*la_c, la_d / 2, 0.65 * la_d, _BLOOD, angle=ang)
     if view == "A4C":
-        cv.ellipse(rv_cx, rv_cy, rv_w / 2, rv_len / 2, _BLOOD)
-    cv.ellipse(lv_cx, lv_cy, diam / 2, length / 2, _BLOOD)
-    # AV plane: annulus and closed leaflets (bright) at the base; leaflets open in diastole.
-    cv.band(base_y - 0.12, base_y + 0.12, lv_cx - diam / 2 - 0.2, lv_cx - diam / 2 + 0.5, _BRIGHT)
-    cv.band(base_y - 0.12, base_y + 0.12, lv_cx + diam / 2 - 0.5, lv_cx + diam / 2 + 0.2, _BRIGHT)
-    closed = (np.diff(length, prepend=length[0]) <= 0).astype(np.float32)  # shrinking = systole
-    cv.band(base_y - 0.08, base_y + 0.08, lv_cx - diam / 2, lv_cx - diam / 2 + closed * diam, _MYO)
+        cv.ellipse(*rv_c, rv_w / 2, rv_len / 2, _BLOOD, angle=ang)
+    cv.ellipse(*lv_c, diam / 2, length / 2, _BLOOD, angle=ang)
+    # Mitral annulus hinges (bright) and the closed leaflets across the base in systole.
+    for side in (-1.0, 1.0):
+        cv.ellipse(*at(length, side * (diam / 2 + 0.05)), 0.3, 0.18, _BRIGHT, angle=ang)
+    systole = np.diff(length, prepend=length[0]) < 0
+    cv.ellipse(*at(length, 0.0), np.where(systole, diam / 2, 1e-3), 0.09, _BRIGHT * 0.7, angle=ang)
 
 
 def _draw_plax(cv: _Canvas, rng, near, length, diam, h_ivs, h_pw, la_d, contraction) -> None:
@@ -247,19 +252,21 @@ def _draw_plax(cv: _Canvas, rng, near, length, diam, h_ivs, h_pw, la_d, contract
     pw_bot = cav_cy + diam / 2 + h_pw
     out_b = (pw_bot - sept_top) / 2
     out_cy = (pw_bot + sept_top) / 2
-    ao_x = lv_cx + half_len * 0.75 + 0.8
-    ao_r = float(rng.uniform(1.2, 1.6))
+    ao_r = float(rng.uniform(2.6, 3.4))                 # aortic root diameter, cm
+    ao_x = lv_cx + float(half_len.max()) + 0.9
+    ao_y = sept_top + h_ivs[0] + ao_r / 2
+    la_y = ao_y + ao_r / 2 + 0.35 + la_d / 2
     cv.ellipse(lv_cx, out_cy + 0.2, half_len + 0.5, out_b + 0.3, _BRIGHT)       # pericardium
-    cv.ellipse(ao_x, sept_top + 0.9 + la_d + 0.2, 0.6 * la_d + 0.25, la_d / 2 + 0.25, _MYO)
-    cv.ellipse(ao_x, sept_top + 0.9 + la_d + 0.2, 0.6 * la_d, la_d / 2, _BLOOD)  # LA
+    cv.ellipse(ao_x + 0.3, la_y, 0.6 * la_d + 0.25, la_d / 2 + 0.25, _MYO)
+    cv.ellipse(ao_x + 0.3, la_y, 0.6 * la_d, la_d / 2, _BLOOD)                  # LA
     cv.ellipse(lv_cx, out_cy, half_len + 0.3, out_b, _MYO)
     cv.ellipse(lv_cx - 0.5, near + 0.4 + rvot / 2, 3.2, rvot / 2, _BLOOD)      # RVOT
-    cv.ellipse(ao_x, sept_top + 0.5, 1.8, ao_r / 2 + 0.2, _MYO)                  # aortic root walls
-    cv.ellipse(ao_x, sept_top + 0.5, 1.9, ao_r / 2, _BLOOD)
+    cv.ellipse(ao_x, ao_y, 2.2, ao_r / 2 + 0.25, _MYO)                          # aortic root
+    cv.ellipse(ao_x, ao_y, 2.3, ao_r / 2, _BLOOD)
     cv.ellipse(lv_cx, cav_cy, half_len, diam / 2, _BLOOD)
-    # Aortic valve cusps open in systole, close in diastole (a bright line when closed).
-    shut = (contraction < 0.15).astype(np.float32)
-    cv.band(sept_top + 0.45, sept_top + 0.55, ao_x - 0.9, ao_x - 0.9 + 1.2 * shut, _BRIGHT)
+    # Aortic valve cusps: a bright line across the root when closed (diastole).
+    shut = np.where(contraction < 0.15, ao_r / 2, 1e-3)
+    cv.ellipse(ao_x - 0.6, ao_y, 0.1, shut, _BRIGHT)
 
 
 def _draw_psax(cv: _Canvas, rng, near, diam, h_ivs, h_pw, rv_w) -> None:

@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 SIDECAR = "collection.json"
 # HNSW search breadth; recall@10 measured by bench/bench_store.py with this value.
 DEFAULT_HNSW_EF = 128
+# Segments holding more vector data than this get an HNSW index when optimized (Qdrant's default);
+# smaller ones are searched exactly, which is as fast at that size.
+DEFAULT_INDEXING_THRESHOLD_KB = 10_000
 _UPSERT_CHUNK = 2000
 _EDGE_TYPES = {
     "keyword": qe.PayloadSchemaType.Keyword,
@@ -54,10 +57,12 @@ class EdgeStore(VectorStore):
 
     backend = "edge"
 
-    def __init__(self, root: Path, *, wait_s: float = 0.0, hnsw_ef: int = DEFAULT_HNSW_EF):
+    def __init__(self, root: Path, *, wait_s: float = 0.0, hnsw_ef: int = DEFAULT_HNSW_EF,
+                 indexing_threshold_kb: int = DEFAULT_INDEXING_THRESHOLD_KB):
         self.root = Path(root).expanduser()
         self.location = str(self.root)
         self.hnsw_ef = int(hnsw_ef)
+        self.indexing_threshold_kb = int(indexing_threshold_kb)  # for collections created from now on
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -86,10 +91,14 @@ class EdgeStore(VectorStore):
         fields = schema.check_payload_schema(
             schema.STUDY_PAYLOAD_SCHEMA if payload_schema is None else payload_schema)
         sidecar = {"dim": int(dim), "distance": schema.DISTANCE, "payload_schema": fields,
+                   "indexing_threshold_kb": self.indexing_threshold_kb,
                    "metadata": plain_payload(schema.with_defaults(dim, metadata), "collection metadata")}
         tmp = self._collections / f".creating-{name}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=int(dim), distance=qe.Distance.Cosine))
+        config = qe.EdgeConfig(
+            vectors=qe.EdgeVectorParams(size=int(dim), distance=qe.Distance.Cosine),
+            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=self.indexing_threshold_kb),
+        )
         with _edge_errors(f"creating collection {name!r} in {self.location}"):
             shard = qe.EdgeShard.create(str(tmp / "shard"), config)
             try:
@@ -224,12 +233,15 @@ class EdgeStore(VectorStore):
         self._dirty.discard(name)
 
     def close(self) -> None:
-        """Optimize collections written to, flush, close shards, release the folder lock."""
+        """Index collections written to (when big enough to need HNSW), flush, close shards,
+        release the folder lock."""
         if not self._lock.held:
             return
         try:
             for name in sorted(self._dirty):
-                self.optimize(name)
+                kb = self._shards[name].info().points_count * self.dim(name) * 4 / 1024
+                if kb >= self._sidecar(name).get("indexing_threshold_kb", DEFAULT_INDEXING_THRESHOLD_KB):
+                    self.optimize(name)
             for shard in self._shards.values():
                 shard.flush()
                 shard.close()

@@ -1,0 +1,110 @@
+"""`e2r train`: align the ECG and echo encoders on a paired cohort and write a model bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from e2r.cli.common import JsonOpt, default_home, handle_errors, print_json, print_table
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `train` command to the app."""
+    app.command("train")(handle_errors(train))
+
+
+def train(
+    data: Path = typer.Option(..., "--data", help="Cohort folder holding pairs.csv (e.g. from "
+                              "`e2r synth`), or a pairs CSV (ecg_path, study_uid, patient_id, days, split)."),
+    out: Path = typer.Option(..., "--out", help="Model folder: bundle, checkpoints/ and train_log.jsonl go here."),
+    archive: Optional[Path] = typer.Option(None, "--archive", help="Echo DICOM archive (default: <cohort>/echo)."),
+    preset: str = typer.Option("tiny", "--preset", help="Model preset: tiny (CPU, minutes), base, base-echoprime."),
+    aggregation: Optional[str] = typer.Option(None, "--aggregation", help="Study aggregation: attention, "
+                                              "mean or single-view (default: the preset's)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs (default: the preset's)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Global batch size (default: the preset's)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default: the preset's)."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW weight decay."),
+    warmup_epochs: Optional[float] = typer.Option(None, "--warmup-epochs", help="Linear warm-up epochs before the cosine decay."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (model init, data order, augmentations)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
+    workers: int = typer.Option(0, "--workers", help="Data loader / decode worker processes."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", envvar="E2R_CACHE",
+                                             help="Cache of decoded videos and ECGs (default ~/.e2r/cache; env E2R_CACHE)."),
+    min_pairs: int = typer.Option(8, "--min-pairs", help="Refuse to train with fewer usable training pairs."),
+    max_videos: int = typer.Option(8, "--max-videos", help="Videos per study in a batch (random subset when more)."),
+    augment: bool = typer.Option(True, "--augment/--no-augment", help="ECG augmentations of the paper."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from <out>/checkpoints/last.pt after an interruption."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Train Echo2ECG (ECG encoder + multi-view echo study encoder, CLIP loss) on paired data.
+
+    Echo videos are decoded once into a memory-mapped cache; every epoch logs validation loss and
+    ECG->study retrieval (Recall@1/5 vs chance) to <out>/train_log.jsonl; the best epoch by
+    validation loss is saved as a model bundle in --out. Runs on CUDA with bf16 when present,
+    else CPU. For several GPUs or machines launch it with torchrun (DDP).
+    """
+    import dataclasses
+    import logging
+
+    from trainer.augment import AugmentConfig
+    from trainer.config import make_train_config
+    from trainer.loop import train as run_training
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    config = make_train_config(
+        data, out, preset=preset, archive=str(archive) if archive else None,
+        cache_dir=str(cache_dir or default_home() / "cache"), aggregation=aggregation,
+        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+        warmup_epochs=warmup_epochs, seed=seed, device=device, workers=workers,
+        min_pairs=min_pairs, max_videos_per_study=max_videos, resume=resume,
+        augment=dataclasses.replace(AugmentConfig(), enabled=augment), progress=not quiet)
+    result = run_training(config)
+    if result.bundle_hash is None:  # a non-zero torchrun rank: rank 0 reports
+        return
+    summary = _summary(result)
+    if json_out:
+        print_json(summary)
+    else:
+        print_table(_rows(summary), ["item", "value"])
+
+
+def _summary(result: Any) -> dict[str, Any]:
+    m, d = result.best_metrics, result.data_summary
+    return {
+        "bundle": result.out_dir, "hash": result.bundle_hash,
+        "pairs": {"train": d["train_pairs"], "val": d["val_pairs"], "skipped": d["skipped"],
+                  "missing_ecg": d["missing_ecg"], "unreadable_ecg": d["unreadable_ecg"],
+                  "missing_study": d["missing_study"], "no_video": d["no_video"],
+                  "val_source": d["val_source"]},
+        "epochs": result.epochs, "resumed_from_epoch": result.start_epoch,
+        "best_epoch": result.best_epoch,
+        "val": {k: m.get(k) for k in ("val_loss", "recall@1", "chance_recall@1", "recall@5",
+                                      "chance_recall@5", "mean_rank", "median_rank",
+                                      "chance_mean_rank", "n_queries", "n_gallery")},
+        "pairs_per_s": result.pairs_per_s, "train_time_s": result.train_time_s,
+        "device": result.device, "world_size": result.world_size, "params": result.params,
+    }
+
+
+def _rows(s: dict[str, Any]) -> list[dict[str, Any]]:
+    p, v = s["pairs"], s["val"]
+    return [
+        {"item": "pairs used (train / val)", "value": f"{p['train']} / {p['val']} (val: {p['val_source']})"},
+        {"item": "pairs skipped", "value": f"{p['skipped']} (ECG missing {p['missing_ecg']}, ECG unreadable "
+                                           f"{p['unreadable_ecg']}, study missing {p['missing_study']}, "
+                                           f"no video {p['no_video']})"},
+        {"item": "epochs (resumed after)", "value": f"{s['epochs']} ({s['resumed_from_epoch']})"},
+        {"item": "best epoch", "value": s["best_epoch"]},
+        {"item": "val loss", "value": v["val_loss"]},
+        {"item": "val Recall@1 (chance)", "value": f"{v['recall@1']:.3f} ({v['chance_recall@1']:.3f})"},
+        {"item": "val Recall@5 (chance)", "value": f"{v['recall@5']:.3f} ({v['chance_recall@5']:.3f})"},
+        {"item": "val mean / median rank (chance)",
+         "value": f"{v['mean_rank']:.1f} / {v['median_rank']:.0f} ({v['chance_mean_rank']:.1f} of {v['n_gallery']})"},
+        {"item": "throughput (pairs/s)", "value": f"{s['pairs_per_s']:.1f} on {s['device']} x{s['world_size']}"},
+        {"item": "bundle", "value": s["bundle"]},
+        {"item": "bundle hash", "value": s["hash"]},
+    ]

@@ -1,0 +1,77 @@
+"""`e2r train` through Typer's CliRunner: help, flag errors, a real tiny run, --json, --resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from e2r.cli import app
+from trainer_fixtures import write_tiny_cohort
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cohort")
+    write_tiny_cohort(root, patients=10, seed=4, max_views=2)
+    return root
+
+
+def test_help_explains_the_command():
+    res = runner.invoke(app, ["train", "--help"])
+    assert res.exit_code == 0
+    for flag in ("--data", "--out", "--preset", "--aggregation", "--epochs", "--batch-size",
+                 "--lr", "--seed", "--resume", "--device", "--json"):
+        assert flag in res.output
+    assert "Train Echo2ECG" in res.output
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--epochs", "0"], "--epochs 0"),
+    (["--batch-size", "1"], "--batch-size 1"),
+    (["--lr", "-1"], "--lr -1"),
+    (["--aggregation", "max"], "--aggregation max"),
+    (["--device", "gpu"], "--device gpu"),
+    (["--min-pairs", "1"], "--min-pairs 1"),
+])
+def test_bad_flag_values_name_the_flag(cohort, tmp_path, args, flag):
+    res = runner.invoke(app, ["train", "--data", str(cohort), "--out", str(tmp_path / "m"), *args])
+    assert res.exit_code == 1
+    assert f"Error: {flag}" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_unknown_preset_and_missing_data(cohort, tmp_path):
+    res = runner.invoke(app, ["train", "--data", str(cohort), "--out", str(tmp_path), "--preset", "huge"])
+    assert res.exit_code == 1 and "Error:" in res.output and "tiny" in res.output
+    res = runner.invoke(app, ["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path)])
+    assert res.exit_code == 1 and "Error: --data" in res.output
+
+
+def test_too_few_pairs_is_an_error_line(cohort, tmp_path):
+    res = runner.invoke(app, ["train", "--data", str(cohort), "--out", str(tmp_path / "m"),
+                              "--cache-dir", str(tmp_path / "c"), "--min-pairs", "500", "--quiet"])
+    assert res.exit_code == 1
+    assert "Error:" in res.output and "--min-pairs" in res.output
+
+
+def test_train_table_then_resume_json(cohort, tmp_path):
+    out, cache = tmp_path / "model", tmp_path / "cache"
+    common = ["train", "--data", str(cohort), "--out", str(out), "--cache-dir", str(cache),
+              "--epochs", "1", "--batch-size", "4", "--min-pairs", "4", "--quiet"]
+    res = runner.invoke(app, common)
+    assert res.exit_code == 0, res.output
+    for item in ("pairs used (train / val)", "pairs skipped", "best epoch", "val Recall@1 (chance)",
+                 "bundle hash"):
+        assert item in res.output
+    assert (out / "bundle.json").exists()
+    res = runner.invoke(app, [*common, "--resume", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["epochs"] == 1 and doc["resumed_from_epoch"] == 1 and doc["best_epoch"] == 1
+    assert doc["pairs"]["train"] + doc["pairs"]["val"] == 10 and doc["pairs"]["skipped"] == 0
+    assert doc["hash"] == json.loads((out / "bundle.json").read_text())["hash"]
+    assert 0 <= doc["val"]["recall@1"] <= 1 and doc["val"]["chance_recall@1"] > 0
