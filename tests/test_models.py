@@ -1,6 +1,5 @@
 import math
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -174,7 +173,7 @@ def test_mean_and_single_view_modes():
         out = single(emb, mask)
         for i in range(3):  # each study's output is the projection of one of its real views
             dists = (h[i][mask[i]] - out[i]).abs().amax(dim=-1)
-            assert float(dists.min()) < 1e-6
+            assert float(dists.detach().min()) < 1e-6
     with pytest.raises(ValueError, match="at least one"):
         single(emb, torch.zeros(3, 4, dtype=torch.bool))
 
@@ -233,29 +232,27 @@ def test_echoprime_without_torchvision_says_how_to_install(monkeypatch):
         Echo2ECG(get_preset("base-echoprime"))
 
 
-def test_tiny_learns_a_batch_and_step_timing():
-    """A few AdamW steps on one batch lower the contrastive loss; prints CPU step times."""
+def test_tiny_learns_paired_structure():
+    """A few AdamW steps on one batch whose ECG and video share a latent lower the InfoNCE loss."""
     torch.manual_seed(0)
     m = Echo2ECG(get_preset("tiny")).train()
-    opt = torch.optim.AdamW(m.param_groups(2e-3, 1e-7))
-
-    def loss_of(B):
-        a, b = m(ecg[:B], vids[:B], mask[:B])
+    opt = torch.optim.AdamW(m.param_groups(1e-3, 1e-7))
+    B = 8
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(B, 4, generator=g)
+    ecg = z[:, torch.arange(12) % 4, None] + 0.3 * torch.randn(B, 12, 1000, generator=g)
+    vids = 0.3 * torch.randn(B, 1, 16, 1, 64, 64, generator=g) + z[:, 0, None, None, None, None, None]
+    vids[..., :32, :] += z[:, 1, None, None, None, None, None]
+    mask = torch.ones(B, 1, dtype=torch.bool)
+    labels = torch.arange(B)
+    losses = []
+    for _ in range(6):
+        a, b = m(ecg, vids, mask)
         logits = m.logit_scale.exp() * a @ b.T
-        labels = torch.arange(B)
-        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-
-    B = 64
-    ecg, vids = torch.randn(B, 12, 1000), torch.randn(B, 3, 16, 1, 64, 64)
-    mask = torch.ones(B, 3, dtype=torch.bool)
-    t = time.perf_counter()
-    loss_of(B).backward()
-    opt.zero_grad()
-    print(f"tiny forward+backward, 64 pairs x 3 videos: {time.perf_counter() - t:.2f} s "
-          f"({torch.get_num_threads()} threads)")
-    first = float(loss_of(16))
-    for _ in range(8):
+        loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
         opt.zero_grad()
-        loss_of(16).backward()
+        loss.backward()
         opt.step()
-    assert float(loss_of(16)) < first - 0.3
+        losses.append(float(loss.detach()))
+    print("losses", [round(x, 3) for x in losses])
+    assert min(losses[-2:]) < losses[0] - 0.15

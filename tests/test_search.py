@@ -1,0 +1,168 @@
+"""`e2r search`: ECG -> neighbours + kNN estimate, batch mode, and the faults users hit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from e2r.cli import app
+from model_fixtures import write_tiny_bundle
+from test_indexer import _write_archive, _write_phenotypes
+
+runner = CliRunner()
+pytestmark = pytest.mark.xdist_group("indexer")
+LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+
+
+def write_ecg(folder: Path, name: str, seed: int = 0, fs: int = 500) -> Path:
+    """A 10 s, 12-lead WFDB record of seeded noise plus a beat-like pulse train, in mV."""
+    import wfdb
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(10 * fs) / fs
+    beats = np.exp(-((t % 0.8) - 0.3) ** 2 / (2 * 0.01 ** 2))
+    sig = beats[:, None] * rng.uniform(0.3, 1.5, 12) + 0.02 * rng.standard_normal((t.size, 12))
+    folder.mkdir(parents=True, exist_ok=True)
+    wfdb.wrsamp(name, fs=fs, units=["mV"] * 12, sig_name=LEADS, p_signal=sig, fmt=["16"] * 12,
+                write_dir=str(folder))
+    return folder / f"{name}.hea"
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("search")
+    uids = _write_archive(root / "archive", n_studies=4)
+    _write_phenotypes(root / "phenotypes.csv", uids)
+    write_tiny_bundle(root / "model")
+    home = root / "home"
+    result = runner.invoke(app, ["index", str(root / "archive"), "--model", str(root / "model"),
+                                 "--data-dir", str(home), "--workers", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    ecgs = root / "ecgs"
+    for i in range(3):
+        write_ecg(ecgs, f"r{i}", seed=i)
+    (ecgs / "broken.hea").write_text("this is not a WFDB header\n")
+    return root, home, uids
+
+
+def _search(home: Path, *args: str):
+    return runner.invoke(app, ["search", *args, "--data-dir", str(home)])
+
+
+def test_search_json_lists_neighbours_and_estimate(indexed):
+    root, home, uids = indexed
+    result = _search(home, str(root / "ecgs" / "r0.hea"), "--top-k", "3", "--k", "10", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert set(doc) >= {"ecg", "neighbours", "estimate", "collection", "model_hash", "notes", "timings_ms"}
+    sims = [n["similarity"] for n in doc["neighbours"]]
+    assert len(sims) == 3 and sims == sorted(sims, reverse=True)
+    assert {n["study_uid"] for n in doc["neighbours"]} <= set(uids)
+    est = doc["estimate"]
+    assert est["n_neighbours"] == 2  # only two studies carry an LVEF
+    assert abs(sum(est["lvef_class_probs"].values()) - 1) < 1e-6
+    assert any("only 2 labelled" in note for note in doc["notes"])  # --k 10 > labelled studies
+
+
+def test_search_matches_exact_cosine(indexed):
+    """The store's ranking equals brute-force cosine over the indexed vectors."""
+    from e2r.bundle import load_model
+    from e2r.ecg_io import read_ecg
+    from e2r.ecg_preprocess import preprocess_ecg
+    from e2r.encode import encode_ecg
+    from e2r.store import open_store
+
+    root, home, _ = indexed
+    doc = json.loads(_search(home, str(root / "ecgs" / "r1.hea"), "--top-k", "4", "--json").stdout)
+    loaded = load_model(root / "model")
+    q = encode_ecg(loaded.model, [preprocess_ecg(read_ecg(root / "ecgs" / "r1.hea"), loaded.preset.ecg_preprocess)])[0]
+    with open_store(home) as store:
+        recs = list(store.iterate("echo_studies", with_vectors=True))
+    sims = {r.payload["study_uid"]: float(np.dot(q, r.vector) / np.linalg.norm(r.vector) / np.linalg.norm(q)) for r in recs}
+    expected = sorted(sims, key=sims.get, reverse=True)
+    assert [n["study_uid"] for n in doc["neighbours"]] == expected
+    assert np.allclose([n["similarity"] for n in doc["neighbours"]], [sims[u] for u in expected], atol=1e-4)
+
+
+def test_search_table_and_filter(indexed):
+    root, home, uids = indexed
+    result = _search(home, str(root / "ecgs" / "r0.hea"), "--filter", "lvef<40")
+    assert result.exit_code == 0, result.output
+    assert uids[0] in result.stdout and uids[2] not in result.stdout
+    assert "phenotype estimate" in result.stdout
+
+
+def test_batch_search_writes_jsonl_and_reports_unreadable(indexed, tmp_path):
+    root, home, _ = indexed
+    out = tmp_path / "results.jsonl"
+    result = _search(home, str(root / "ecgs"), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 4
+    assert sum("error" in line for line in lines) == 1
+    assert "3 ECGs searched, 1 unreadable" in result.stdout
+
+
+@pytest.mark.parametrize("case", ["unreadable", "missing_collection", "empty_collection", "bad_filter"])
+def test_faults_give_one_clear_line(indexed, tmp_path, case):
+    root, home, _ = indexed
+    ecg = str(root / "ecgs" / "r0.hea")
+    if case == "unreadable":
+        result = _search(home, str(root / "ecgs" / "broken.hea"))
+        needle = "broken"
+    elif case == "missing_collection":
+        result = _search(home, ecg, "--collection", "nope")
+        needle = "e2r index"
+    elif case == "empty_collection":
+        from e2r.bundle import load_model
+        from e2r.store import open_store
+        from indexer.pipeline import ensure_collection
+
+        with open_store(tmp_path / "h") as store:
+            ensure_collection(store, "echo_studies", load_model(root / "model"))
+        result = _search(tmp_path / "h", ecg)
+        needle = "empty"
+    else:
+        result = _search(home, ecg, "--filter", "lvef<<40")
+        needle = "lvef<<40"
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("Error:") and needle in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_search_while_store_is_held_by_another_process(indexed):
+    root, home, _ = indexed
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from e2r.store import open_store; s = open_store(sys.argv[1]); "
+         "print('open', flush=True); time.sleep(60)", str(home)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        result = _search(home, str(root / "ecgs" / "r0.hea"))
+        if result.exit_code == 0:
+            assert "phenotype estimate" in result.stdout  # concurrent read access is allowed
+        else:
+            assert result.exit_code == 1 and "lock" in result.stderr.lower() and len(result.stderr.strip().splitlines()) == 1
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_python_api_returns_typed_results(indexed):
+    from e2r.store import open_store
+    from queries.search import Searcher, SearchResult
+
+    root, home, _ = indexed
+    with open_store(home) as store:
+        result = Searcher(store, "echo_studies").search(root / "ecgs" / "r2.hea", top_k=2, k=5)
+    assert isinstance(result, SearchResult)
+    assert result.neighbours[0].rank == 1 and result.estimate["n_neighbours"] == 2
