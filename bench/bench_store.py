@@ -35,7 +35,7 @@ import numpy as np
 DIM = 512
 N_CLUSTERS = 50
 N_QUERIES = 200
-N_FILTERED = 50
+N_FILTERED = 20
 TOP_K = 10
 COLLECTION = "bench"
 BATCH = 1000
@@ -116,6 +116,9 @@ def child_build(backend: str, data_dir: Path, vectors_path: Path) -> dict:
 
 def child_query(backend: str, data_dir: Path, queries_path: Path, truth_path: Path, n: int) -> dict:
     from e2r.store import open_store, parse_filter, point_id_for
+
+    import e2r.store.client  # noqa: F401  (imports are not part of reopening)
+    import e2r.store.edge  # noqa: F401
 
     queries = np.load(queries_path)
     truth = np.load(truth_path)
@@ -241,7 +244,7 @@ def main() -> None:
         if row["backend"] == "client-local":
             ms = row["local_ms_per_point_synced"]
             print(f"# client-local N={row['n']:,}: upsert s is with SQLite fsync off after the first {BATCH}; "
-                  f"synced it costs {ms:.1f} ms/point (one commit per point) = {ms * row["n"] / 6e4:.0f} min for N")
+                  f"synced it costs {ms:.1f} ms/point (one commit per point) = {ms * row['n'] / 6e4:.0f} min for N")
     if args.out:
         args.out.write_text(json.dumps({"dim": DIM, "clusters": N_CLUSTERS, "rows": rows}, indent=1))
     if args.workdir is None:

@@ -8,7 +8,7 @@ CUDA) and returns float32 numpy arrays.
 from __future__ import annotations
 
 import contextlib
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from e2r.ecg_preprocess import PreprocessedECG
 from e2r.errors import DataError
 from e2r.presets import EchoEncoderConfig
 
-ECGInput = Union[PreprocessedECG, np.ndarray]
+ECGInput = PreprocessedECG | np.ndarray
 
 
 def _unwrap(model):

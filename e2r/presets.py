@@ -166,8 +166,8 @@ def validate_preset(preset: ModelPreset) -> None:
     """Raise ConfigError naming the first invalid setting of `preset`."""
     e, v, a = preset.ecg, preset.echo, preset.aggregation
     checks = [
-        (a.mode in AGGREGATION_MODES, f"aggregation.mode={a.mode!r}: choose one of "
-                                      f"{', '.join(AGGREGATION_MODES)}"),
+        (a.mode in AGGREGATION_MODES, (f"aggregation.mode={a.mode!r}: choose one of "
+                                      f"{', '.join(AGGREGATION_MODES)}")),
         (v.kind in ECHO_KINDS, f"echo.kind={v.kind!r}: choose one of {', '.join(ECHO_KINDS)}"),
         (v.color in COLORS, f"echo.color={v.color!r}: choose one of {', '.join(COLORS)}"),
         (len(v.mean) in (1, v.channels) and len(v.std) in (1, v.channels),
@@ -179,11 +179,11 @@ def validate_preset(preset: ModelPreset) -> None:
         (v.kind != "video" or (v.n_frames % v.patch[0] == 0 and v.size[0] % v.patch[1] == 0
                                and v.size[1] % v.patch[1] == 0),
          f"echo.n_frames={v.n_frames} and size={v.size} must be multiples of echo.patch={v.patch}"),
-        (e.dim % e.heads == 0 and e.dim % 4 == 0, f"ecg.dim={e.dim} must be divisible by "
-                                                  f"ecg.heads={e.heads} and by 4"),
+        (e.dim % e.heads == 0 and e.dim % 4 == 0, (f"ecg.dim={e.dim} must be divisible by "
+                                                  f"ecg.heads={e.heads} and by 4")),
         (e.patch_size > 0 and e.depth > 0, "ecg.patch_size and ecg.depth must be > 0"),
-        (a.proj_dim % a.heads == 0, f"aggregation.proj_dim={a.proj_dim} must be divisible by "
-                                    f"aggregation.heads={a.heads}"),
+        (a.proj_dim % a.heads == 0, (f"aggregation.proj_dim={a.proj_dim} must be divisible by "
+                                    f"aggregation.heads={a.heads}")),
         (preset.temperature > 0, f"temperature={preset.temperature} must be > 0"),
         (preset.embed_dim > 0, f"embed_dim={preset.embed_dim} must be > 0"),
     ]

@@ -4,15 +4,21 @@ import sys
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from e2r.errors import ConfigError
 from e2r.models import Echo2ECG
 from e2r.models.aggregation import StudyAggregator
 from e2r.models.ecg_vit import Attention, ECGViT, count_params, sincos_1d
 from e2r.models.video_encoder import VideoEncoder
-from e2r.presets import AggregationConfig, ECGEncoderConfig, EchoEncoderConfig, get_preset, with_overrides
+from e2r.presets import (
+    AggregationConfig,
+    ECGEncoderConfig,
+    EchoEncoderConfig,
+    get_preset,
+    with_overrides,
+)
 
 SMALL_ECG = ECGEncoderConfig(dim=32, depth=2, heads=2, patch_size=25)
 
@@ -191,6 +197,11 @@ def test_echo2ecg_outputs_and_study_videos_path():
     torch.testing.assert_close(b.norm(dim=-1), torch.ones(B))
     emb = m.embed_videos(vids.flatten(0, 1)).view(B, V, -1)
     torch.testing.assert_close(b, m.encode_study(emb, mask), atol=1e-5, rtol=1e-5)
+    a2, b2 = m(ecg, view_emb=emb, mask=mask)
+    torch.testing.assert_close(b2, b, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(a2, a)
+    with pytest.raises(ValueError, match="exactly one"):
+        m(ecg, vids, mask, view_emb=emb)
     assert math.isclose(float(m.logit_scale), math.log(2.0), rel_tol=1e-6)
     assert not m.logit_scale.requires_grad and not m.video_encoder_frozen
 

@@ -19,7 +19,13 @@ import pytest
 
 from e2r.errors import ConfigError, StoreError
 from e2r.store import (
-    STUDY_PAYLOAD_SCHEMA, Condition, Filter, Point, open_store, parse_filter, point_id_for,
+    STUDY_PAYLOAD_SCHEMA,
+    Condition,
+    Filter,
+    Point,
+    open_store,
+    parse_filter,
+    point_id_for,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -254,11 +260,13 @@ def test_second_process_gets_clear_lock_error(tmp_path):
         assert holder.stdout.readline().strip() == "ready", holder.stderr.read()
         with pytest.raises(StoreError, match=rf"locked by a running process \(pid {holder.pid}.*Qdrant server"):
             open_store(tmp_path)
+        # wait_s: keep trying while the holder runs; it is killed half a second in.
+        threading.Timer(0.5, holder.kill).start()
+        with open_store(tmp_path, wait_s=30) as s:  # the lock died with its holder
+            assert s.list_collections() == []
     finally:
         holder.kill()
         holder.wait()
-    with open_store(tmp_path) as s:  # the lock died with its holder
-        assert s.list_collections() == []
 
 
 WRITER = """
@@ -352,7 +360,7 @@ def test_wrong_url_is_one_clear_line():
 @pytest.mark.parametrize("status", [401, 403])
 def test_refused_api_key_is_one_clear_line(status):
     class Refuse(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's naming)
+        def do_GET(self):
             body = json.dumps({"status": {"error": "Must provide an API key"}}).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from e2r.presets import AggregationConfig
 

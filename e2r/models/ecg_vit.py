@@ -19,8 +19,8 @@ import re
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from e2r.errors import ConfigError
 from e2r.presets import ECGEncoderConfig
@@ -150,7 +150,7 @@ class ECGViT(nn.Module):
         if pad:
             x = F.pad(x, (0, pad))  # (B, L, N')
         P = x.shape[-1] // p
-        tok = self.patch_embed(x.view(B, L, P, p))  # (B, L, P, C)
+        tok = self.patch_embed(x.reshape(B, L, P, p))  # (B, L, P, C)
         half = self.cfg.dim // 2
         lead = self.lead_embed[:, None, :].expand(L, P, half)  # (L, P, C/2)
         time = sincos_1d(P, half, x.device)[None, :, :].expand(L, P, half)  # (L, P, C/2)
@@ -204,8 +204,7 @@ def convert_otis_state_dict(sd: dict, cfg: ECGEncoderConfig) -> dict:
     out: dict[str, torch.Tensor] = {}
     for key, value in sd.items():
         for prefix in ("module.", "encoder.", "model."):
-            if key.startswith(prefix):
-                key = key[len(prefix):]
+            key = key.removeprefix(prefix)
         if _OTIS_IGNORED.match(key):
             continue
         for pattern, repl in _OTIS_RENAMES:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from e2r.models.aggregation import StudyAggregator
 from e2r.models.ecg_vit import ECGViT, load_otis_weights
@@ -78,9 +78,15 @@ class Echo2ECG(nn.Module):
         view_emb[mask.flatten()] = emb
         return self.encode_study(view_emb.view(B, V, -1), mask)  # (B, D)
 
-    def forward(self, ecg: torch.Tensor, videos: torch.Tensor, mask: torch.Tensor):
-        """(ecg (B,12,N), videos (B,V,F,C,H,W), mask (B,V)) -> (ecg_emb (B,D), study_emb (B,D))."""
-        return self.encode_ecg(ecg), self.encode_study_videos(videos, mask)
+    def forward(self, ecg: torch.Tensor, videos: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None, view_emb: torch.Tensor | None = None):
+        """(ecg (B,12,N), videos (B,V,F,C,H,W) or view_emb (B,V,E) (e.g. cached EchoPrime
+        features), mask (B,V)) -> (ecg_emb (B,D), study_emb (B,D)). One call, so DDP sees it."""
+        if mask is None or (videos is None) == (view_emb is None):
+            raise ValueError("pass mask and exactly one of videos / view_emb")
+        study = (self.encode_study(view_emb, mask) if view_emb is not None
+                 else self.encode_study_videos(videos, mask))
+        return self.encode_ecg(ecg), study
 
     def param_groups(self, lr: float, weight_decay: float, layer_decay: float = 0.75) -> list[dict]:
         """AdamW parameter groups with layer-wise lr decay.

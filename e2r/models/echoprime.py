@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from e2r.errors import ConfigError
 from e2r.presets import EchoEncoderConfig
@@ -57,7 +57,7 @@ def read_echoprime_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 break
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise ConfigError(f"{path}: not a state_dict of tensors; pass EchoPrime's echo_prime_encoder.pt")
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
+    return {k.removeprefix("module."): v for k, v in sd.items()}
 
 
 class EchoPrimeEncoder(nn.Module):
@@ -66,12 +66,15 @@ class EchoPrimeEncoder(nn.Module):
     def __init__(self, cfg: EchoEncoderConfig, load_weights: bool = True):
         super().__init__()
         self.cfg = cfg
-        self.mvit = build_mvit(cfg.out_dim)
-        if load_weights:
+        _torchvision_video()  # the install hint comes before any complaint about weights
+        sd = None
+        if load_weights:  # read the file first: a bad path fails before the slow model build
             if not cfg.weights:
                 raise ConfigError("the echoprime echo encoder needs EchoPrime's weight file; set "
                                   "echo.weights (e.g. --echo-weights echo_prime_encoder.pt)")
             sd = read_echoprime_state_dict(cfg.weights)
+        self.mvit = build_mvit(cfg.out_dim)
+        if sd is not None:
             try:
                 self.mvit.load_state_dict(sd, strict=True)
             except RuntimeError as exc:
@@ -83,7 +86,7 @@ class EchoPrimeEncoder(nn.Module):
             p.requires_grad_(False)
         self.mvit.eval()
 
-    def train(self, mode: bool = True) -> "EchoPrimeEncoder":
+    def train(self, mode: bool = True) -> EchoPrimeEncoder:
         """Stay in eval mode: the encoder is frozen (dropout off)."""
         return super().train(False)
 

@@ -12,8 +12,8 @@ average pooling over time and space, then a linear layer, gives the per-video em
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from e2r.presets import EchoEncoderConfig
 

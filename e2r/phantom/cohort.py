@@ -264,7 +264,9 @@ def _run_jobs(jobs: list[_PatientJob], opts: CohortOptions) -> list[_PatientResu
                 results.append(_make_patient(job))
                 bar.update(1)
         else:
-            with multiprocessing.get_context("spawn").Pool(opts.workers) as pool:
+            # fork where the OS has it: workers then need no importable __main__ (stdin, notebooks).
+            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+            with multiprocessing.get_context(method).Pool(opts.workers) as pool:
                 for res in pool.imap_unordered(_make_patient, jobs, chunksize=4):
                     results.append(res)
                     bar.update(1)

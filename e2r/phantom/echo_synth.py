@@ -159,7 +159,7 @@ def render_view(exam: Exam, view: str, rng: np.random.Generator, size: int = 128
     fps = float(fps or rng.choice(FRAME_RATES))
     apical = view in ("A4C", "A2C")
     depth = float(rng.uniform(13.0, 16.0) if apical else rng.uniform(11.5, 15.0))
-    half_angle = np.deg2rad(rng.uniform(35, 42))
+    half_angle = np.deg2rad(rng.uniform(41, 46) if apical else rng.uniform(35, 42))
     tilt = np.deg2rad(rng.normal(0, 6))
     shift = (float(rng.normal(0, 0.5)), float(rng.normal(0, 0.4)))
     grid = _make_grid(size, depth, half_angle, tilt, shift)
@@ -209,7 +209,9 @@ def _draw_apical(cv: _Canvas, view: str, exam: Exam, rng, near, length, diam, h_
     ux, uy = np.sin(theta), np.cos(theta)               # apex -> base
     nx, ny = np.cos(theta), -np.sin(theta)              # septum -> lateral wall
     ang = -theta
-    apex_x, apex_y = 0.5 if view == "A4C" else 0.0, near + 0.7
+    apex_y = near + 1.0
+    # A4C: the septum runs down the middle of the sector (RV left, LV right of it).
+    apex_x = float(-(length[0] / 2) * ux + (diam[0] / 2 + h_ivs[0] / 2) * nx - 1.0) if view == "A4C" else 0.0
 
     def at(along, across):
         return apex_x + ux * along + nx * across, apex_y + uy * along + ny * across

@@ -82,3 +82,142 @@ def measure_ecg(sig: np.ndarray, fs: float) -> ECGMeasures:
         sokolow_lyon_mv=float(sl), cornell_mv=float(cornell), p_amp_mv=p_amp, p_consistency=p_consistency,
         frontal_axis_deg=axis, median_beat=b.astype(np.float32), fs=fs,
     )
+
+
+@dataclass(frozen=True)
+class EchoGeometry:
+    """Where the probe is and how big a pixel is (from the DICOM ultrasound region)."""
+
+    apex_x: float     # probe column, pixels
+    apex_y: float     # probe row, pixels
+    cm_per_px: float
+
+
+def sector_mask(frames: np.ndarray) -> np.ndarray:
+    """Pixels inside the ultrasound sector: above the black surround (tolerating JPEG ringing),
+    eroded so the sector's edge is not taken for a blood pool."""
+    inside = ndimage.gaussian_filter(frames.mean(axis=0).astype(np.float32), 1.0) > 12
+    return ndimage.binary_erosion(inside, iterations=2)
+
+
+def _dark_components(frame: np.ndarray, sector: np.ndarray, min_px: int) -> tuple[np.ndarray, int]:
+    """Label blood pools: smoothed pixels clearly darker than the tissue inside the sector."""
+    sm = ndimage.gaussian_filter(frame.astype(np.float32), 1.2)
+    # Log compression turns gain into an offset: blood sits ~60 grey levels under tissue at any
+    # gain, so the threshold is set relative to the darkest pixels (the pools themselves).
+    thr = float(np.percentile(sm[sector], 2)) + 30.0
+    dark = (sm < thr) & sector
+    dark = ndimage.binary_opening(dark, iterations=1)
+    lab, n = ndimage.label(dark)
+    if n:
+        sizes = ndimage.sum_labels(np.ones_like(lab), lab, index=np.arange(1, n + 1))
+        for i, size in enumerate(sizes, start=1):
+            if size < min_px:
+                lab[lab == i] = 0
+    return lab, n
+
+
+def _component_near(lab: np.ndarray, n: int, geo: EchoGeometry, target_cm: tuple[float, float]) -> np.ndarray | None:
+    """The labelled pool whose centroid is nearest to (lateral, depth) cm from the probe."""
+    best, best_d = None, np.inf
+    for i in range(1, n + 1):
+        mask = lab == i
+        if not mask.any():
+            continue
+        ys, xs = np.nonzero(mask)
+        cx = (xs.mean() - geo.apex_x) * geo.cm_per_px
+        cy = (ys.mean() - geo.apex_y) * geo.cm_per_px
+        d = np.hypot(cx - target_cm[0], cy - target_cm[1])
+        if d < best_d:
+            best, best_d = mask, d
+    return best
+
+
+# Where a reader expects the LV cavity centre in each view (lateral, depth from the probe, cm).
+_LV_TARGET = {"A4C": (2.0, 6.5), "A2C": (0.0, 6.0), "PLAX": (-1.0, 7.0), "PSAX": (0.5, 7.5)}
+
+
+def lv_area_curve(frames: np.ndarray, view: str, geo: EchoGeometry) -> np.ndarray:
+    """LV cavity area (cm^2) per frame: the blood pool nearest the expected LV in the first frame,
+    then tracked frame to frame as the pool overlapping most with the previous frame's LV."""
+    sector = sector_mask(frames)
+    min_px = int(0.8 / geo.cm_per_px ** 2)
+    areas, prev = [], None
+    for frame in frames:
+        lab, n = _dark_components(frame, sector, min_px)
+        if prev is None:
+            mask = _component_near(lab, n, geo, _LV_TARGET[view])
+        else:
+            hits = np.bincount(lab[prev], minlength=n + 1)
+            hits[0] = 0
+            mask = lab == int(np.argmax(hits)) if hits.max() > 0 else _component_near(lab, n, geo, _LV_TARGET[view])
+        if mask is not None:
+            prev = mask
+        areas.append(0.0 if mask is None else mask.sum() * geo.cm_per_px ** 2)
+    return np.asarray(areas)
+
+
+def fractional_area_change(frames: np.ndarray, view: str, geo: EchoGeometry) -> float:
+    """(max - min) / max of the LV cavity area over the clip (95th/5th percentiles, robust to a
+    frame where segmentation slips)."""
+    a = lv_area_curve(frames, view, geo)
+    a = a[a > 0]
+    if len(a) < 3:
+        return float("nan")
+    hi, lo = np.percentile(a, 95), np.percentile(a, 5)
+    return float((hi - lo) / hi)
+
+
+def plax_septum_mm(frames: np.ndarray, geo: EchoGeometry) -> float:
+    """Interventricular septal thickness at end-diastole from a PLAX clip, mm.
+
+    End-diastole = frame with the largest LV cavity. A vertical intensity profile through the
+    cavity centre (5 columns averaged) is followed upward from the cavity: the septum is the
+    bright run between the LV cavity and the RVOT, its edges at half height between the blood and
+    the septal peak.
+    """
+    sector = sector_mask(frames)
+    min_px = int(0.8 / geo.cm_per_px ** 2)
+    best_area, best = 0, None
+    for frame in frames[:: max(1, len(frames) // 12)]:
+        lab, n = _dark_components(frame, sector, min_px)
+        mask = _component_near(lab, n, geo, _LV_TARGET["PLAX"])
+        if mask is not None and mask.sum() > best_area:
+            best_area, best = mask.sum(), (frame, mask)
+    if best is None:
+        return float("nan")
+    frame, mask = best
+    ys, xs = np.nonzero(mask)
+    # A column through the mid-LV, left of the LVOT (the cavity may connect to the aortic root).
+    col = int(round(xs.min() + 0.4 * (xs.max() - xs.min())))
+    in_col = ys[xs == col]
+    if len(in_col) < 3:
+        return float("nan")
+    top, bottom = int(in_col.min()), int(in_col.max())
+    prof = ndimage.gaussian_filter1d(frame[:, max(0, col - 2):col + 3].astype(np.float32).mean(axis=1), 0.8)
+    blood = float(np.median(prof[top:bottom + 1]))
+    span = int(2.5 / geo.cm_per_px)
+    up = prof[max(0, top - span):top + 1][::-1]        # from the cavity edge upward, 2.5 cm
+    peak_i = int(np.argmax(up))
+    half = blood + 0.5 * (up[peak_i] - blood)
+    lo = peak_i
+    while lo > 0 and up[lo] > half:
+        lo -= 1
+    hi = peak_i
+    while hi < len(up) - 1 and up[hi] > half:
+        hi += 1
+    if hi == len(up) - 1:
+        return float("nan")  # no RVOT above: not a usable profile
+    return float((hi - lo) * geo.cm_per_px * 10)
+
+
+def pool_area_near(frames: np.ndarray, geo: EchoGeometry, target_cm: tuple[float, float]) -> float:
+    """Mean area (cm^2, over 8 frames) of the blood pool nearest (lateral, depth) cm from the probe."""
+    sector = sector_mask(frames)
+    min_px = int(0.5 / geo.cm_per_px ** 2)
+    areas = []
+    for frame in frames[:: max(1, len(frames) // 8)]:
+        lab, n = _dark_components(frame, sector, min_px)
+        mask = _component_near(lab, n, geo, target_cm)
+        areas.append(0.0 if mask is None else float(mask.sum() * geo.cm_per_px ** 2))
+    return float(np.mean(areas))

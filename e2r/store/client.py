@@ -20,7 +20,15 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from e2r.errors import StoreError
 from e2r.store import schema
-from e2r.store.base import Hit, Point, Record, VectorStore, _check_id, as_query, plain_payload
+from e2r.store.base import (
+    Hit,
+    Point,
+    Record,
+    VectorStore,
+    _check_id,
+    as_query,
+    plain_payload,
+)
 from e2r.store.filters import Condition, Filter
 
 log = logging.getLogger(__name__)

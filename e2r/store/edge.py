@@ -31,7 +31,15 @@ import qdrant_edge as qe
 
 from e2r.errors import StoreError
 from e2r.store import schema
-from e2r.store.base import Hit, Point, Record, VectorStore, _check_id, as_query, plain_payload
+from e2r.store.base import (
+    Hit,
+    Point,
+    Record,
+    VectorStore,
+    _check_id,
+    as_query,
+    plain_payload,
+)
 from e2r.store.filters import Condition, Filter
 from e2r.store.lock import StoreLock
 

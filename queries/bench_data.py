@@ -1,0 +1,174 @@
+"""The benchmark's data: the pairs CSV's patient splits, the phenotypes, and the ECGs read once.
+
+Every arm of a benchmark run sees the same splits and the same preprocessed ECG arrays; only the
+embeddings differ. Splits come from the pairs CSV's `split` column and must be by patient (a
+patient in two splits is refused: the numbers would leak).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from e2r.errors import DataError, E2RError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+PAIR_COLUMNS = ("ecg_path", "study_uid", "patient_id", "split")
+
+
+@dataclass(frozen=True)
+class PairRow:
+    """One pairs-CSV row; `ecg_path` resolved against the CSV's folder, "" for an archive-only study."""
+
+    ecg_path: str
+    study_uid: str
+    patient_id: str
+    split: str
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The rows of a pairs CSV with the phenotypes of its studies."""
+
+    pairs_csv: str
+    rows: tuple[PairRow, ...]
+    phenotypes: dict[str, dict[str, Any]] = field(repr=False)
+
+    def ecg_rows(self, *splits: str) -> list[PairRow]:
+        """Rows with an ECG in the given splits, in CSV order."""
+        return [r for r in self.rows if r.ecg_path and r.split in splits]
+
+    def study_split(self) -> dict[str, str]:
+        """study_uid -> split of its patient."""
+        return {r.study_uid: r.split for r in self.rows}
+
+    def sizes(self) -> dict[str, dict[str, int]]:
+        """Patients, studies and ECG pairs per split (the data size every table reports)."""
+        out: dict[str, dict[str, int]] = {}
+        for s in SPLITS:
+            rows = [r for r in self.rows if r.split == s]
+            out[s] = {
+                "patients": len({r.patient_id for r in rows}),
+                "studies": len({r.study_uid for r in rows}),
+                "pairs": sum(1 for r in rows if r.ecg_path),
+                "studies_with_phenotypes": len({r.study_uid for r in rows if r.study_uid in self.phenotypes}),
+            }
+        return out
+
+
+def read_splits(pairs_csv: str | Path, phenotypes_csv: str | Path) -> Splits:
+    """Read the pairs CSV and the phenotype CSV; DataError when the splits cannot be evaluated."""
+    from e2r.phenotypes import read_phenotypes
+
+    pairs_csv = Path(pairs_csv)
+    if not pairs_csv.is_file():
+        raise DataError(f"{pairs_csv}: pairs CSV not found; pass --pairs with the CSV described in the README")
+    try:
+        with pairs_csv.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in PAIR_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise DataError(f"{pairs_csv}: missing column(s) {', '.join(missing)}; a pairs CSV needs "
+                                f"{', '.join(PAIR_COLUMNS)}")
+            rows = []
+            for line, rec in enumerate(reader, start=2):
+                ecg = (rec.get("ecg_path") or "").strip()
+                if ecg and not Path(ecg).is_absolute():
+                    ecg = str(pairs_csv.parent / ecg)
+                split = (rec.get("split") or "").strip().lower()
+                if split not in SPLITS:
+                    raise DataError(f"{pairs_csv}:{line}: split {split!r} is not one of {', '.join(SPLITS)}; "
+                                    "give every row a train/val/test split by patient")
+                uid = (rec.get("study_uid") or "").strip()
+                if not uid:
+                    raise DataError(f"{pairs_csv}:{line}: empty study_uid; every row names its echo study")
+                rows.append(PairRow(ecg, uid, (rec.get("patient_id") or "").strip(), split))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"{pairs_csv}: cannot read the pairs CSV ({err})") from None
+    _check_patient_splits(pairs_csv, rows)
+    if not any(r.ecg_path and r.split == "test" for r in rows):
+        raise DataError(f"{pairs_csv}: no test-split row with an ECG; the benchmark evaluates on the test split")
+    phenotypes, errors = read_phenotypes(phenotypes_csv)
+    for err in errors[:5]:
+        log.warning("phenotype row skipped: %s", err.message)
+    return Splits(str(pairs_csv), tuple(rows), phenotypes)
+
+
+def _check_patient_splits(pairs_csv: Path, rows: Sequence[PairRow]) -> None:
+    by_patient: dict[str, set[str]] = defaultdict(set)
+    by_study: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        if r.patient_id:
+            by_patient[r.patient_id].add(r.split)
+        by_study[r.study_uid].add(r.split)
+    for kind, groups in (("patient", by_patient), ("study", by_study)):
+        mixed = sorted(k for k, v in groups.items() if len(v) > 1)
+        if mixed:
+            raise DataError(f"{pairs_csv}: {kind} {mixed[0]} is in several splits "
+                            f"({', '.join(sorted(groups[mixed[0]]))}) and {len(mixed) - 1} more; "
+                            "split by patient so no patient is in two splits")
+
+
+@dataclass(frozen=True)
+class LoadedECGs:
+    """Preprocessed ECG windows (N, 12, T) of the rows that could be read."""
+
+    x: np.ndarray
+    rows: tuple[PairRow, ...]
+    failed: tuple[tuple[str, str], ...]  # (path, reason) of rows left out
+
+
+def load_ecgs(rows: Sequence[PairRow], preprocess_cfg: Any) -> LoadedECGs:
+    """read_ecg + preprocess_ecg every row's ECG; unreadable records are counted, never fatal."""
+    from e2r.ecg_io import read_ecg
+    from e2r.ecg_preprocess import preprocess_ecg
+
+    arrays, kept, failed = [], [], []
+    for row in rows:
+        try:
+            arrays.append(preprocess_ecg(read_ecg(row.ecg_path), preprocess_cfg).signal.astype(np.float32))
+            kept.append(row)
+        except (E2RError, OSError, ValueError) as err:
+            failed.append((row.ecg_path, str(err)))
+    if failed:
+        log.warning("%d of %d ECGs could not be read and are left out (first: %s)", len(failed), len(rows),
+                    failed[0][1])
+    n = int(getattr(preprocess_cfg, "n_samples", 0) or 0)
+    x = np.stack(arrays) if arrays else np.zeros((0, 12, n), np.float32)
+    return LoadedECGs(x, tuple(kept), tuple(failed))
+
+
+def phenotype_rows(uids: Sequence[str], phenotypes: Mapping[str, Mapping[str, Any]]) -> list[Optional[Mapping[str, Any]]]:
+    """The phenotype row of each study UID (None where the CSV has none)."""
+    return [phenotypes.get(u) for u in uids]
+
+
+def phenotype_arrays(rows: Sequence[Optional[Mapping[str, Any]]], fields: Sequence[str]) -> dict[str, np.ndarray]:
+    """{field: float (N,)} from phenotype rows, NaN where missing."""
+    out = {f: np.full(len(rows), np.nan) for f in fields}
+    for i, row in enumerate(rows):
+        for f in fields:
+            v = row.get(f) if row else None
+            if v is not None:
+                out[f][i] = float(v)
+    return out
+
+
+def cohort_sd(phenotypes: Mapping[str, Mapping[str, Any]], fields: Sequence[str]) -> dict[str, float]:
+    """Population SD (ddof=0) of each field over every study of the phenotype CSV: the fixed width
+    of phenotype-aware relevance, the same for every arm, seed and direction."""
+    arrays = phenotype_arrays(list(phenotypes.values()), fields)
+    return {f: float(np.nanstd(a)) if np.isfinite(a).any() else float("nan") for f, a in arrays.items()}
+
+
+def split_counts(rows: Sequence[PairRow]) -> dict[str, int]:
+    """Rows per split."""
+    return dict(Counter(r.split for r in rows))

@@ -1,0 +1,246 @@
+"""One arm of the benchmark, in arrays: embeddings (or predictions) in, every metric out.
+
+Nothing here trains, indexes or reads files, so each piece is tested on small synthetic arrays.
+
+Retrieval (both directions, on the test split): ECG -> echo study with the gallery = every test
+study in the index; echo study -> ECG with the queries = the test studies that have an ECG and the
+gallery = the test ECGs. Relevance: exact (the paired study / ECG) and phenotype-aware (every
+field of `fields` within `tol` x the cohort SD of the query's paired study, queries.retrieval_metrics).
+
+Classification of the test ECGs' phenotypes (truth = the paired study's measurements):
+- cross-modal kNN: the test ECG's k nearest indexed train/val studies vote with their measured
+  phenotypes (queries.knn.knn_predict, the vote `e2r search` uses);
+- the paper's protocol: kNN (k=5, cosine, uniform) over the ECG embeddings of labelled train ECGs;
+- chance: the train split's class priors (a constant score: AUROC 0.5, AUPRC the prevalence) and
+  a random similarity matrix for retrieval;
+- direct: the predictions of a supervised ECG -> phenotype model (the ceiling).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from e2r.errors import DataError
+from e2r.phenotypes import LVEF_CLASSES
+from queries.bench_data import phenotype_arrays
+from queries.knn import KNNPredictions, ecg_knn_classify, ecg_knn_regress, knn_predict, label_arrays, lvef_class_index
+from queries.metrics import (
+    RELEVANCE_FIELDS,
+    binary_metrics,
+    classification_metrics,
+    exact_relevance,
+    phenotype_relevance,
+    regression_metrics,
+    retrieval_metrics,
+    similarity_matrix,
+)
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Every choice of the protocol that changes a number (all written to results.json)."""
+
+    ks: tuple[int, ...] = (1, 5, 10)
+    knn_k: int = 20                    # cross-modal kNN: labelled neighbours that vote
+    knn_weighting: str = "softmax"     # softmax of similarity / temperature (e2r search's vote)
+    knn_temperature: float = 0.1
+    paper_k: int = 5                   # the paper's protocol
+    relevance_fields: tuple[str, ...] = RELEVANCE_FIELDS
+    relevance_tol: float = 0.5         # x cohort SD
+    curve_max_k: int = 50              # Recall@K curves up to this K (capped at the gallery)
+
+
+@dataclass(frozen=True)
+class PhenotypePredictions:
+    """Per-query phenotype estimates: LVEF class probabilities (over LVEF_CLASSES), P(LVEF<=45),
+    P(LVH) and LVEF (%); NaN where a query got no estimate."""
+
+    class_proba: np.ndarray  # (Q, 3)
+    p_le45: np.ndarray       # (Q,)
+    p_lvh: np.ndarray        # (Q,)
+    lvef: np.ndarray         # (Q,)
+
+    @classmethod
+    def from_knn(cls, pred: KNNPredictions) -> "PhenotypePredictions":
+        return cls(pred.class_proba, pred.p_le45, pred.p_lvh, pred.lvef)
+
+    def __post_init__(self) -> None:
+        n = len(self.lvef)
+        if self.class_proba.shape != (n, len(LVEF_CLASSES)) or len(self.p_le45) != n or len(self.p_lvh) != n:
+            raise DataError(f"PhenotypePredictions: inconsistent shapes {self.class_proba.shape}, "
+                            f"{len(self.p_le45)}, {len(self.p_lvh)}, {n}")
+
+
+@dataclass(frozen=True)
+class EmbeddingSet:
+    """The arrays one embedding arm is evaluated on (rows of the *_uids name each row's study)."""
+
+    test_ecg: np.ndarray           # (Q, D) test ECG embeddings
+    test_ecg_study: Sequence[str]  # (Q,) the study each test ECG is paired with
+    test_studies: np.ndarray       # (G, D) every indexed test study
+    test_study_uids: Sequence[str]
+    archive: np.ndarray            # (A, D) indexed train/val studies (the kNN archive)
+    archive_uids: Sequence[str]
+    train_ecg: np.ndarray          # (T, D) labelled train ECG embeddings (paper protocol)
+    train_ecg_study: Sequence[str]
+
+
+@dataclass
+class ArmEval:
+    """Metrics of one arm and seed, plus the curves and raw estimates the plots need."""
+
+    metrics: dict[str, Any]
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+def truth_of(rows: Sequence[Optional[Mapping[str, Any]]]) -> dict[str, Any]:
+    """Ground-truth labels of the test ECGs from their paired studies' phenotype rows."""
+    arr = phenotype_arrays(rows, ("lvef",))["lvef"]
+    lvh = label_arrays(rows)["lvh"]
+    cls = [LVEF_CLASSES[i] if i >= 0 else None for i in lvef_class_index(arr)]  # from the number, always consistent
+    return {"lvef": arr, "le45": np.where(np.isfinite(arr), (arr <= 45).astype(float), np.nan),
+            "lvh": lvh, "lvef_class": cls}
+
+
+def phenotype_metrics(pred: PhenotypePredictions, truth: Mapping[str, Any]) -> dict[str, Any]:
+    """LVEF 3-class (macro AUROC/AUPRC, balanced accuracy, F1), LVEF<=45 and LVH (AUROC, AUPRC, ...),
+    and LVEF regression (MAE, RMSE, r)."""
+    return {
+        "lvef_class": classification_metrics(truth["lvef_class"], pred.class_proba, LVEF_CLASSES),
+        "lvef_le45": binary_metrics(truth["le45"], pred.p_le45),
+        "lvh": binary_metrics(truth["lvh"], pred.p_lvh),
+        "lvef": regression_metrics(truth["lvef"], pred.lvef),
+    }
+
+
+def retrieval_block(sim: np.ndarray, query_keys: Sequence[str], gallery_keys: Sequence[str],
+                    query_rows: Sequence, gallery_rows: Sequence, sd: Mapping[str, float],
+                    settings: EvalSettings) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    """Exact and phenotype-aware retrieval metrics of one direction, and their Recall@K curves.
+
+    `query_keys` / `gallery_keys` are the study UIDs that define an exact match (for an ECG: its
+    paired study); `*_rows` the phenotype rows of those studies.
+    """
+    fields = settings.relevance_fields
+    exact = exact_relevance(query_keys, gallery_keys)
+    pheno = phenotype_relevance(phenotype_arrays(query_rows, fields), phenotype_arrays(gallery_rows, fields),
+                                fields=fields, sd=sd, tol=settings.relevance_tol)
+    max_k = min(settings.curve_max_k, sim.shape[1])
+    out, curves = {}, {}
+    for name, rel in (("exact", exact), ("phenotype", pheno)):
+        m = retrieval_metrics(sim, rel, ks=settings.ks)
+        out[name] = m.to_dict()
+        curves[name] = [float(v) for v in m.recall_curve(max_k)]
+    return out, curves
+
+
+def retrieval_metrics_both(ecg_sim: np.ndarray, ecg_study: Sequence[str], gallery_uids: Sequence[str],
+                           phenotypes: Mapping[str, Mapping[str, Any]], sd: Mapping[str, float],
+                           settings: EvalSettings) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    """ECG -> echo (sim rows = test ECGs, columns = test studies) and echo -> ECG (the transpose,
+    restricted to the studies that have a test ECG)."""
+    ecg_study = list(ecg_study)
+    gallery_uids = list(gallery_uids)
+    if ecg_sim.shape != (len(ecg_study), len(gallery_uids)):
+        raise DataError(f"retrieval: similarity shape {ecg_sim.shape} does not match "
+                        f"{len(ecg_study)} ECGs x {len(gallery_uids)} studies")
+    rows_q = [phenotypes.get(u) for u in ecg_study]
+    rows_g = [phenotypes.get(u) for u in gallery_uids]
+    fwd, fwd_curves = retrieval_block(ecg_sim, ecg_study, gallery_uids, rows_q, rows_g, sd, settings)
+    paired = set(ecg_study)
+    cols = [j for j, u in enumerate(gallery_uids) if u in paired]
+    if not cols:
+        raise DataError("retrieval: none of the test ECGs' paired studies is in the index; "
+                        "index the archive that holds the test studies")
+    study_q = [gallery_uids[j] for j in cols]
+    rev, rev_curves = retrieval_block(ecg_sim[:, cols].T, study_q, ecg_study, [rows_g[j] for j in cols],
+                                      rows_q, sd, settings)
+    curves = {f"ecg_to_echo/{k}": v for k, v in fwd_curves.items()}
+    curves.update({f"echo_to_ecg/{k}": v for k, v in rev_curves.items()})
+    return {"ecg_to_echo": fwd, "echo_to_ecg": rev}, curves
+
+
+def cross_modal_knn(test_ecg: np.ndarray, archive: np.ndarray, archive_rows: Sequence,
+                    settings: EvalSettings) -> PhenotypePredictions:
+    """Test ECGs -> their k nearest archive studies vote (knn_predict over the full similarity)."""
+    if len(archive) == 0:
+        raise DataError("cross-modal kNN: no indexed train/val study to vote; index the whole archive")
+    sim = similarity_matrix(test_ecg, archive)
+    pred = knn_predict(sim, label_arrays(archive_rows), k=settings.knn_k, weighting=settings.knn_weighting,
+                       temperature=settings.knn_temperature)
+    return PhenotypePredictions.from_knn(pred)
+
+
+def paper_knn(train_ecg: np.ndarray, train_rows: Sequence, test_ecg: np.ndarray, k: int = 5) -> PhenotypePredictions:
+    """The paper's protocol: kNN (k, cosine, uniform vote) over labelled train ECG embeddings."""
+    truth = truth_of(train_rows)
+    cls, _ = ecg_knn_classify(train_ecg, truth["lvef_class"], test_ecg, k=k, classes=LVEF_CLASSES)
+    le45 = _binary_knn(train_ecg, truth["le45"], test_ecg, k)
+    lvh = _binary_knn(train_ecg, truth["lvh"], test_ecg, k)
+    lvef = ecg_knn_regress(train_ecg, truth["lvef"], test_ecg, k=k)
+    return PhenotypePredictions(cls, le45, lvh, lvef)
+
+
+def _binary_knn(train_ecg: np.ndarray, labels: np.ndarray, test_ecg: np.ndarray, k: int) -> np.ndarray:
+    lab = [None if not np.isfinite(v) else int(v) for v in labels]
+    if all(v is None for v in lab):
+        return np.full(len(test_ecg), np.nan)
+    proba, _ = ecg_knn_classify(train_ecg, lab, test_ecg, k=k, classes=(0, 1))
+    return proba[:, 1]
+
+
+def prior_predictions(train_rows: Sequence, n: int) -> PhenotypePredictions:
+    """Chance: every test ECG gets the train split's class frequencies and mean LVEF."""
+    truth = truth_of(train_rows)
+    counts = np.array([sum(1 for c in truth["lvef_class"] if c == name) for name in LVEF_CLASSES], float)
+    if counts.sum() == 0:
+        raise DataError("chance arm: no train study carries an LVEF; check the phenotype CSV")
+    proba = np.tile(counts / counts.sum(), (n, 1))
+    return PhenotypePredictions(proba, np.full(n, np.nanmean(truth["le45"])),
+                                np.full(n, np.nanmean(truth["lvh"]) if np.isfinite(truth["lvh"]).any() else np.nan),
+                                np.full(n, np.nanmean(truth["lvef"])))
+
+
+def evaluate_embeddings(emb: EmbeddingSet, phenotypes: Mapping[str, Mapping[str, Any]], sd: Mapping[str, float],
+                        settings: EvalSettings) -> ArmEval:
+    """Every metric of one trained (or random-init) arm and seed."""
+    sim = similarity_matrix(emb.test_ecg, emb.test_studies)  # (Q, G)
+    retrieval, curves = retrieval_metrics_both(sim, emb.test_ecg_study, emb.test_study_uids, phenotypes, sd,
+                                               settings)
+    test_rows = [phenotypes.get(u) for u in emb.test_ecg_study]
+    truth = truth_of(test_rows)
+    xmodal = cross_modal_knn(emb.test_ecg, emb.archive, [phenotypes.get(u) for u in emb.archive_uids], settings)
+    paper = paper_knn(emb.train_ecg, [phenotypes.get(u) for u in emb.train_ecg_study], emb.test_ecg,
+                      settings.paper_k)
+    metrics = {
+        "retrieval": retrieval,
+        "classification": {"cross_modal_knn": phenotype_metrics(xmodal, truth),
+                           "paper_knn": phenotype_metrics(paper, truth)},
+    }
+    raw = {"truth": truth, "cross_modal_knn": xmodal, "paper_knn": paper}
+    return ArmEval(metrics, curves, raw)
+
+
+def evaluate_chance(test_ecg_study: Sequence[str], test_study_uids: Sequence[str], train_ecg_study: Sequence[str],
+                    phenotypes: Mapping[str, Mapping[str, Any]], sd: Mapping[str, float], settings: EvalSettings,
+                    seed: int) -> ArmEval:
+    """Chance: a seeded random similarity for retrieval, the train priors for classification."""
+    rng = np.random.default_rng([seed, 0xC4A])
+    sim = rng.random((len(test_ecg_study), len(test_study_uids)))
+    retrieval, curves = retrieval_metrics_both(sim, test_ecg_study, test_study_uids, phenotypes, sd, settings)
+    truth = truth_of([phenotypes.get(u) for u in test_ecg_study])
+    prior = prior_predictions([phenotypes.get(u) for u in train_ecg_study], len(test_ecg_study))
+    metrics = {"retrieval": retrieval, "classification": {"prior": phenotype_metrics(prior, truth)}}
+    return ArmEval(metrics, curves, {"truth": truth, "prior": prior})
+
+
+def evaluate_direct(pred: PhenotypePredictions, test_ecg_study: Sequence[str],
+                    phenotypes: Mapping[str, Mapping[str, Any]]) -> ArmEval:
+    """A model that predicts phenotypes directly (the supervised ceiling): classification only."""
+    truth = truth_of([phenotypes.get(u) for u in test_ecg_study])
+    return ArmEval({"classification": {"direct": phenotype_metrics(pred, truth)}}, {},
+                   {"truth": truth, "direct": pred})

@@ -1,0 +1,340 @@
+"""The benchmark protocol: every arm on the same data and splits, seeds, aggregation, the report.
+
+Arms (../shared/SPEC.md, "Evaluation protocol"):
+
+- `chance`: a random similarity for retrieval, the train split's class priors for classification;
+- `random-init`: an untrained Echo2ECG of the same preset (seeded), indexed and searched like a
+  trained one;
+- `single-view`, `mean`, `attention`: Echo2ECG trained with that study aggregation (`attention`
+  is Echo2ECG's multi-view alignment);
+- `supervised`: the same ECG encoder trained directly on the phenotypes (the ceiling;
+  classification only, retrieval does not apply);
+- `model`: a user's own model bundle (`e2r eval --model`).
+
+This module holds the protocol only. Training, indexing and supervised training are injected as
+callables (`BenchmarkSteps`) because queries/ must not import trainer/ or indexer/; the CLI
+(e2r/cli/eval_cmd.py) wires the real ones in. Each embedding arm is indexed into its own
+collection of the real store, its study vectors are read back from the store, and its test ECGs
+are encoded with e2r.encode, so the numbers measure the path `e2r index` / `e2r search` take.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import numpy as np
+
+from e2r.errors import ConfigError, DataError
+from queries.bench_data import LoadedECGs, Splits, cohort_sd, load_ecgs, read_splits
+from queries.bench_eval import (
+    ArmEval,
+    EmbeddingSet,
+    EvalSettings,
+    PhenotypePredictions,
+    evaluate_chance,
+    evaluate_direct,
+    evaluate_embeddings,
+)
+from queries.metrics import mean_sd
+
+log = logging.getLogger(__name__)
+
+ARMS = ("chance", "random-init", "single-view", "mean", "attention", "supervised")
+ALIGNMENT_ARMS = ("single-view", "mean", "attention")  # arm name == trainer aggregation mode
+ARM_LABELS = {
+    "chance": "Chance",
+    "random-init": "Random-init Echo2ECG",
+    "single-view": "Single-view alignment",
+    "mean": "Mean-pooling alignment",
+    "attention": "Echo2ECG (attention pooling)",
+    "supervised": "Supervised ECG->phenotype (ceiling)",
+    "model": "Your model",
+}
+
+
+@dataclass(frozen=True)
+class SupervisedTask:
+    """What the supervised ceiling trains and predicts on: preprocessed ECG windows (N, 12, T) and
+    the phenotype rows of their paired studies."""
+
+    train_x: np.ndarray
+    train_rows: Sequence[Optional[Mapping[str, Any]]]
+    val_x: np.ndarray
+    val_rows: Sequence[Optional[Mapping[str, Any]]]
+    test_x: np.ndarray
+    preset: str
+    seed: int
+    out_dir: Path
+
+
+@dataclass(frozen=True)
+class BenchmarkSteps:
+    """The injected work. `train(arm, seed, out_dir)` trains an alignment arm (arm is the
+    aggregation mode) and returns a dict with at least "model_dir"; `index(model_dir, collection)`
+    indexes the archive into that collection of `store` and returns its summary dict;
+    `train_supervised(task)` returns (test predictions, info dict)."""
+
+    store: Any
+    index: Callable[[Path, str], Mapping[str, Any]]
+    train: Optional[Callable[[str, int, Path], Mapping[str, Any]]] = None
+    train_supervised: Optional[Callable[[SupervisedTask], tuple[PhenotypePredictions, Mapping[str, Any]]]] = None
+    random_init: Optional[Callable[[str, int, Path], Path]] = None  # default: make_random_bundle
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """What to run and where (everything here goes into results.json)."""
+
+    pairs_csv: Path
+    phenotypes_csv: Path
+    workdir: Path                  # models of every arm and seed
+    out_dir: Path                  # results.json, report.md, plots
+    preset: str = "tiny"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    arms: tuple[str, ...] = ARMS
+    settings: EvalSettings = field(default_factory=EvalSettings)
+    models: Mapping[str, str] = field(default_factory=dict)       # fixed bundles by arm (--model)
+    collections: Mapping[str, str] = field(default_factory=dict)  # collection by arm (default bench-ARM-seedS)
+    drop_stale_collections: bool = True  # benchmark-owned collections built with another model are dropped
+    data_label: str = "synthetic phantom cohort"
+    synthetic: bool = True
+    context: Mapping[str, Any] = field(default_factory=dict)       # cohort manifest, command, training settings
+
+    def validate(self) -> "BenchmarkSpec":
+        """ConfigError naming the setting when the spec cannot run."""
+        known = set(ARMS) | set(self.models)
+        unknown = [a for a in self.arms if a not in known]
+        if unknown:
+            raise ConfigError(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
+        if not self.seeds:
+            raise ConfigError("--seeds: at least one seed is needed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds {self.seeds} repeat a value; give distinct seeds")
+        return self
+
+
+@dataclass
+class BenchmarkResult:
+    """Aggregated numbers (`results`, the results.json document) and per-seed evaluations (plots)."""
+
+    results: dict[str, Any]
+    evals: dict[str, list[ArmEval]]
+    out_files: list[str] = field(default_factory=list)
+
+
+def make_random_bundle(preset: str, seed: int, out_dir: Path) -> Path:
+    """An untrained Echo2ECG of `preset`, initialised with `seed`, saved as a bundle in out_dir."""
+    import torch
+
+    from e2r.bundle import save_bundle
+    from e2r.models import Echo2ECG
+    from e2r.presets import get_preset
+
+    torch.manual_seed(seed)
+    model = Echo2ECG(get_preset(preset))
+    save_bundle(model, out_dir, train_config={"random_init": True, "seed": seed, "preset": preset},
+                data_summary={})
+    return Path(out_dir)
+
+
+class _ECGCache:
+    """Test / train / val ECGs read and preprocessed once per preprocessing setting."""
+
+    def __init__(self, splits: Splits):
+        self.splits = splits
+        self._cache: dict[str, dict[str, LoadedECGs]] = {}
+
+    def get(self, preprocess_cfg: Any) -> dict[str, LoadedECGs]:
+        key = repr(preprocess_cfg)
+        if key not in self._cache:
+            self._cache[key] = {s: load_ecgs(self.splits.ecg_rows(s), preprocess_cfg) for s in ("train", "val", "test")}
+        return self._cache[key]
+
+
+def run_benchmark(spec: BenchmarkSpec, steps: BenchmarkSteps, say: Callable[[str], None] = log.info) -> BenchmarkResult:
+    """Run every arm of `spec` for every seed, aggregate mean +/- SD, write results.json, report.md
+    and the plots into spec.out_dir; returns the aggregated results."""
+    from queries.report import write_report
+
+    spec.validate()
+    t_start = time.perf_counter()
+    splits = read_splits(spec.pairs_csv, spec.phenotypes_csv)
+    settings = spec.settings
+    sd = cohort_sd(splits.phenotypes, settings.relevance_fields)
+    ecgs = _ECGCache(splits)
+    evals: dict[str, list[ArmEval]] = {}
+    arm_info: dict[str, list[dict[str, Any]]] = {}
+    for arm in spec.arms:
+        seeds = (spec.seeds[0],) if arm in spec.models else spec.seeds
+        for seed in seeds:
+            say(f"[{arm} seed {seed}] start")
+            t0 = time.perf_counter()
+            ev, info = _run_arm(arm, seed, spec, steps, splits, ecgs, sd, settings, say)
+            info["wall_s"] = time.perf_counter() - t0
+            info["seed"] = seed
+            evals.setdefault(arm, []).append(ev)
+            arm_info.setdefault(arm, []).append(info)
+            say(f"[{arm} seed {seed}] done in {info['wall_s']:.0f} s")
+    results = _aggregate(spec, splits, sd, evals, arm_info, time.perf_counter() - t_start)
+    out = BenchmarkResult(results, evals)
+    out.out_files = write_report(out, spec.out_dir)
+    return out
+
+
+def _run_arm(arm: str, seed: int, spec: BenchmarkSpec, steps: BenchmarkSteps, splits: Splits, ecgs: _ECGCache,
+             sd: Mapping[str, float], settings: EvalSettings, say: Callable[[str], None]) -> tuple[ArmEval, dict]:
+    from e2r.presets import get_preset
+
+    if arm == "chance":
+        loaded = ecgs.get(get_preset(spec.preset).ecg_preprocess)
+        test_uids = sorted(u for u, s in splits.study_split().items() if s == "test")
+        ev = evaluate_chance([r.study_uid for r in loaded["test"].rows], test_uids,
+                             [r.study_uid for r in loaded["train"].rows], splits.phenotypes, sd, settings, seed)
+        return ev, {}
+    if arm == "supervised":
+        if steps.train_supervised is None:
+            raise ConfigError("the supervised arm needs a train_supervised step")
+        loaded = ecgs.get(get_preset(spec.preset).ecg_preprocess)
+        ph = splits.phenotypes
+        task = SupervisedTask(
+            train_x=loaded["train"].x, train_rows=[ph.get(r.study_uid) for r in loaded["train"].rows],
+            val_x=loaded["val"].x, val_rows=[ph.get(r.study_uid) for r in loaded["val"].rows],
+            test_x=loaded["test"].x, preset=spec.preset, seed=seed,
+            out_dir=Path(spec.workdir) / f"supervised-seed{seed}")
+        t0 = time.perf_counter()
+        pred, info = steps.train_supervised(task)
+        info = {**dict(info), "train_s": time.perf_counter() - t0}
+        return evaluate_direct(pred, [r.study_uid for r in loaded["test"].rows], ph), info
+    # embedding arms: a bundle, indexed into its own collection, evaluated through the store
+    info: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    if arm in spec.models:
+        model_dir = Path(spec.models[arm])
+    elif arm == "random-init":
+        make = steps.random_init or make_random_bundle
+        model_dir = Path(make(spec.preset, seed, Path(spec.workdir) / f"random-init-seed{seed}"))
+    elif arm in ALIGNMENT_ARMS:
+        if steps.train is None:
+            raise ConfigError(f"arm {arm} needs a train step")
+        trained = dict(steps.train(arm, seed, Path(spec.workdir) / f"{arm}-seed{seed}"))
+        model_dir = Path(trained.pop("model_dir"))
+        info["train"] = trained
+    else:
+        raise ConfigError(f"arm {arm!r} has no model; give it with --model")
+    info["train_s"] = time.perf_counter() - t0
+    collection = spec.collections.get(arm) or f"bench-{arm}-seed{seed}"
+    emb, index_info = embed_arm(model_dir, collection, spec, steps, splits, ecgs, say)
+    info.update(index_info)
+    t1 = time.perf_counter()
+    ev = evaluate_embeddings(emb, splits.phenotypes, sd, settings)
+    info["eval_s"] = time.perf_counter() - t1
+    return ev, info
+
+
+def embed_arm(model_dir: Path, collection: str, spec: BenchmarkSpec, steps: BenchmarkSteps, splits: Splits,
+              ecgs: _ECGCache, say: Callable[[str], None] = log.info) -> tuple[EmbeddingSet, dict[str, Any]]:
+    """Index the archive with the model into `collection`, read the study vectors back from the
+    store and encode the ECGs: the arrays one arm is evaluated on."""
+    from e2r.bundle import load_model
+    from e2r.encode import encode_ecg
+
+    loaded = load_model(model_dir)
+    store = steps.store
+    if spec.drop_stale_collections and store.collection_exists(collection):
+        if store.get_metadata(collection).get("model_hash") != loaded.hash:
+            say(f"dropping collection {collection} (built with another model)")
+            store.drop_collection(collection)
+    t0 = time.perf_counter()
+    summary = dict(steps.index(model_dir, collection))
+    index_s = time.perf_counter() - t0
+    vectors: dict[str, np.ndarray] = {}
+    for rec in store.iterate(collection, with_vectors=True):
+        uid = rec.payload.get("study_uid")
+        if uid and rec.vector is not None:
+            vectors[uid] = np.asarray(rec.vector, dtype=np.float32)
+    split_of = splits.study_split()
+    test_uids = sorted(u for u in vectors if split_of.get(u) == "test")
+    archive_uids = sorted(u for u in vectors if split_of.get(u) in ("train", "val"))
+    not_listed = sum(1 for u in vectors if u not in split_of)
+    if not test_uids:
+        raise DataError(f"collection {collection!r} holds none of the test studies of {spec.pairs_csv}; "
+                        "index the archive those studies are in (--archive)")
+    sets = ecgs.get(loaded.preset.ecg_preprocess)
+    test = [i for i, r in enumerate(sets["test"].rows) if r.study_uid in vectors]
+    if not test:
+        raise DataError(f"no test ECG of {spec.pairs_csv} has its paired study in collection {collection!r}")
+    t1 = time.perf_counter()
+    test_emb = encode_ecg(loaded, sets["test"].x[test])
+    train_emb = encode_ecg(loaded, sets["train"].x) if len(sets["train"].x) else np.zeros((0, loaded.preset.embed_dim))
+    emb = EmbeddingSet(
+        test_ecg=test_emb, test_ecg_study=[sets["test"].rows[i].study_uid for i in test],
+        test_studies=np.stack([vectors[u] for u in test_uids]), test_study_uids=test_uids,
+        archive=np.stack([vectors[u] for u in archive_uids]) if archive_uids else np.zeros((0, test_emb.shape[1])),
+        archive_uids=archive_uids, train_ecg=train_emb,
+        train_ecg_study=[r.study_uid for r in sets["train"].rows])
+    info = {
+        "model_dir": str(model_dir), "model_hash": loaded.hash, "collection": collection,
+        "index_s": index_s, "encode_ecg_s": time.perf_counter() - t1,
+        "index": {k: summary.get(k) for k in ("studies_found", "indexed", "replaced", "unchanged", "failed",
+                                              "videos_indexed", "total_in_collection") if k in summary},
+        "test_ecgs": len(test), "test_ecgs_without_indexed_study": len(sets["test"].rows) - len(test),
+        "gallery_studies": len(test_uids), "archive_studies": len(archive_uids),
+        "indexed_studies_not_in_pairs_csv": not_listed,
+        "ecgs_unreadable": sum(len(s.failed) for s in sets.values()),
+    }
+    return emb, info
+
+
+def _aggregate(spec: BenchmarkSpec, splits: Splits, sd: Mapping[str, float], evals: Mapping[str, list[ArmEval]],
+               arm_info: Mapping[str, list[dict]], wall_s: float) -> dict[str, Any]:
+    arms: dict[str, Any] = {}
+    for arm, runs in evals.items():
+        per_seed = [r.metrics for r in runs]
+        arms[arm] = {
+            "label": ARM_LABELS.get(arm, arm),
+            "seeds": [i["seed"] for i in arm_info[arm]],
+            "mean_sd": mean_sd(per_seed),
+            "per_seed": per_seed,
+            "runs": arm_info[arm],
+            "wall_s_total": float(sum(i["wall_s"] for i in arm_info[arm])),
+        }
+    return {
+        "synthetic": spec.synthetic,
+        "data": spec.data_label,
+        "spec": {
+            "pairs_csv": str(spec.pairs_csv), "phenotypes_csv": str(spec.phenotypes_csv),
+            "workdir": str(spec.workdir), "preset": spec.preset, "seeds": list(spec.seeds),
+            "arms": list(spec.arms), "models": dict(spec.models),
+        },
+        "settings": {**asdict(spec.settings), "relevance_sd": dict(sd)},
+        "context": dict(spec.context),
+        "splits": splits.sizes(),
+        "versions": versions(),
+        "wall_time_s": wall_s,
+        "arms": arms,
+    }
+
+
+def versions() -> dict[str, str]:
+    """Versions of e2r and the libraries the numbers depend on."""
+    import platform
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in ("e2r", "torch", "numpy", "sklearn", "scipy", "pydicom", "wfdb"):
+        try:
+            mod = __import__(name)
+            out[name] = str(getattr(mod, "__version__", "?"))
+        except ImportError:
+            out[name] = "not installed"
+    try:
+        import torch
+
+        out["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (CPU)"
+        out["cpu_threads"] = str(torch.get_num_threads())
+    except ImportError:
+        pass
+    return out

@@ -1,0 +1,253 @@
+"""The benchmark report: results.json (every number), report.md (tables for a README or paper),
+and the plots (queries.plots). Every figure is mean +/- SD over seeds."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+#: Retrieval columns: (header, key in RetrievalMetrics.to_dict(), higher is better)
+RETRIEVAL_COLUMNS = (
+    ("R@1", "recall@1"), ("R@5", "recall@5"), ("R@10", "recall@10"),
+    ("P@1", "precision@1"), ("P@5", "precision@5"), ("P@10", "precision@10"),
+    ("mAP", "map"), ("median rank", "median_rank"),
+)
+#: Classification columns: (header, path in the phenotype_metrics dict)
+CLASS_COLUMNS = (
+    ("LVEF 3-class AUROC", ("lvef_class", "auroc_macro")),
+    ("AUPRC", ("lvef_class", "auprc_macro")),
+    ("bal. acc.", ("lvef_class", "balanced_accuracy")),
+    ("F1", ("lvef_class", "f1_macro")),
+    ("LVEF<=45 AUROC", ("lvef_le45", "auroc")),
+    ("AUPRC", ("lvef_le45", "auprc")),
+    ("LVH AUROC", ("lvh", "auroc")),
+    ("AUPRC", ("lvh", "auprc")),
+    ("LVEF MAE (%)", ("lvef", "mae")),
+)
+METHOD_LABELS = {
+    "cross_modal_knn": "cross-modal kNN (ECG -> indexed train/val studies)",
+    "paper_knn": "paper protocol (kNN k=5 over train ECG embeddings)",
+    "prior": "class priors of the train split",
+    "direct": "direct prediction",
+}
+SYNTHETIC_NOTE = ("All numbers below are measured on e2r's **synthetic phantom cohort** (simulated ECGs and "
+                  "echo videos from one latent heart per patient); they are not patient data and say nothing "
+                  "about clinical performance.")
+
+
+def write_report(result: Any, out_dir: str | Path) -> list[str]:
+    """Write results.json, report.md and the PNG plots into out_dir; returns the paths written."""
+    from queries.plots import write_plots
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = result.results
+    results["claims"] = claims(results)
+    plots = write_plots(result, out)
+    results["plots"] = [Path(p).name for p in plots]
+    (out / "results.json").write_text(json.dumps(jsonable(results), indent=2, allow_nan=False) + "\n")
+    (out / "report.md").write_text(render_markdown(results))
+    return [str(out / "results.json"), str(out / "report.md"), *plots]
+
+
+def jsonable(obj: Any) -> Any:
+    """Plain JSON: tuples -> lists, numpy -> Python, NaN/inf -> None."""
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "tolist"):
+        return jsonable(obj.tolist())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def lookup(tree: Mapping[str, Any], path: Sequence[str]) -> Any:
+    """tree[path[0]][path[1]]...; None when any key is missing."""
+    node: Any = tree
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """'mean ± SD' for a (mean, sd) pair, '-' for missing or NaN."""
+    if value is None:
+        return "–"
+    mean, sd = value if isinstance(value, (tuple, list)) else (value, None)
+    if mean is None or (isinstance(mean, float) and not math.isfinite(mean)):
+        return "n/a"
+    text = f"{mean:.{digits}f}"
+    if sd is not None and math.isfinite(sd):
+        text += f" ± {sd:.{digits}f}"
+    return text
+
+
+def claims(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The issue's expectations, checked: attention beats single-view and random-init on
+    phenotype-aware mAP and LVEF AUROC by more than the seed spread (the larger SD of the two),
+    and stays below the supervised ceiling."""
+    arms = results.get("arms", {})
+    checks = []
+    metrics = (
+        ("phenotype-aware mAP (ECG->echo)", ("retrieval", "ecg_to_echo", "phenotype", "map")),
+        ("LVEF 3-class macro AUROC (cross-modal kNN)", ("classification", "cross_modal_knn", "lvef_class", "auroc_macro")),
+        ("LVEF<=45 AUROC (cross-modal kNN)", ("classification", "cross_modal_knn", "lvef_le45", "auroc")),
+    )
+    for other in ("single-view", "random-init"):
+        if "attention" not in arms or other not in arms:
+            continue
+        for name, path in metrics:
+            a = lookup(arms["attention"]["mean_sd"], path)
+            b = lookup(arms[other]["mean_sd"], path)
+            checks.append(_compare(f"attention > {other}: {name}", a, b, greater=True))
+    if "attention" in arms and "supervised" in arms:
+        for name, tail in (("LVEF 3-class macro AUROC", ("lvef_class", "auroc_macro")),
+                           ("LVEF<=45 AUROC", ("lvef_le45", "auroc"))):
+            a = lookup(arms["attention"]["mean_sd"], ("classification", "cross_modal_knn", *tail))
+            b = lookup(arms["supervised"]["mean_sd"], ("classification", "direct", *tail))
+            checks.append(_compare(f"attention (cross-modal kNN) < supervised ceiling: {name}", a, b, greater=False))
+    return checks
+
+
+def _compare(name: str, a: Any, b: Any, greater: bool) -> dict[str, Any]:
+    if a is None or b is None or not all(map(_finite, (a[0], b[0]))):
+        return {"check": name, "holds": None, "note": "not measured"}
+    diff = a[0] - b[0] if greater else b[0] - a[0]
+    spread = max(a[1], b[1])
+    holds = bool(diff > spread) if greater else bool(diff > 0)
+    return {"check": name, "holds": holds, "difference": diff, "seed_spread": spread,
+            "attention": list(a), "other": list(b)}
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def render_markdown(results: Mapping[str, Any]) -> str:
+    """report.md: data and settings, retrieval tables, classification table, the claims check."""
+    arms = results["arms"]
+    settings = results["settings"]
+    seeds = results["spec"]["seeds"]
+    lines = ["# e2r benchmark", ""]
+    if results.get("synthetic"):
+        lines += [SYNTHETIC_NOTE, ""]
+    ctx = results.get("context", {})
+    if ctx.get("command"):
+        lines += ["Command: `" + ctx["command"] + "`", ""]
+    lines += _data_section(results, seeds)
+    emb_arms = [a for a in arms if "retrieval" in (lookup(arms[a], ("mean_sd",)) or {})]
+    for direction, title, q, g in (
+        ("ecg_to_echo", "ECG -> echo study", "test ECGs", "every indexed test study"),
+        ("echo_to_ecg", "Echo study -> ECG", "test studies with an ECG", "the test ECGs"),
+    ):
+        for rel, rel_title in (("exact", "exact pair"), ("phenotype", "phenotype-aware")):
+            lines += [f"## Retrieval: {title}, {rel_title} relevance", "",
+                      f"Queries: {q}; gallery: {g}. " + _relevance_note(rel, settings), ""]
+            lines += _table(["Arm", *[h for h, _ in RETRIEVAL_COLUMNS]],
+                            [[arms[a]["label"], *[fmt(lookup(arms[a]["mean_sd"], ("retrieval", direction, rel, key)),
+                                                      1 if key == "median_rank" else 3)
+                                                  for _, key in RETRIEVAL_COLUMNS]] for a in emb_arms])
+            lines.append("")
+    lines += ["## Phenotype classification of the test ECGs", "",
+              f"Cross-modal kNN: the {settings['knn_k']} nearest labelled train/val studies in the arm's index "
+              f"vote ({settings['knn_weighting']} weights, temperature {settings['knn_temperature']}); paper "
+              f"protocol: kNN k={settings['paper_k']} (cosine, uniform vote) over the ECG embeddings of the "
+              "labelled train ECGs. LVEF classes: reduced < 40 %, mildly reduced 40-49 %, preserved >= 50 %; "
+              "LVH: max(IVSd, LVPWd) >= 13 mm. AUROC/AUPRC are macro over the LVEF classes present.", ""]
+    rows = []
+    for a in arms:
+        for method, block in (lookup(arms[a], ("mean_sd", "classification")) or {}).items():
+            rows.append([arms[a]["label"], METHOD_LABELS.get(method, method),
+                         *[fmt(lookup(block, path), 2 if path[0] == "lvef" and path[1] == "mae" else 3)
+                           for _, path in CLASS_COLUMNS]])
+    lines += _table(["Arm", "Method", *[h for h, _ in CLASS_COLUMNS]], rows)
+    lines.append("")
+    lines += _claims_section(results.get("claims", []))
+    lines += _timing_section(arms, results)
+    if results.get("plots"):
+        lines += ["## Plots", ""] + [f"![{p}]({p})" for p in results["plots"]] + [""]
+    return "\n".join(lines) + "\n"
+
+
+def _data_section(results: Mapping[str, Any], seeds: Sequence[int]) -> list[str]:
+    sp = results["splits"]
+    ctx = results.get("context", {})
+    lines = [f"Data: {results['data']}" + (f", {ctx['patients']} patients" if ctx.get("patients") else "")
+             + f"; preset `{results['spec']['preset']}`; seeds {', '.join(map(str, seeds))} "
+             f"(every figure is mean ± SD over the seeds; the cohort and splits are the same for every seed).", ""]
+    lines += _table(["Split", "patients", "studies", "ECG-echo pairs"],
+                    [[s, str(sp[s]["patients"]), str(sp[s]["studies"]), str(sp[s]["pairs"])] for s in sp])
+    lines.append("")
+    if ctx.get("training"):
+        lines += ["Training: " + ", ".join(f"{k} {v}" for k, v in ctx["training"].items()), ""]
+    return lines
+
+
+def _relevance_note(rel: str, settings: Mapping[str, Any]) -> str:
+    if rel == "exact":
+        return "Relevant: the paired study (or ECG)."
+    fields = ", ".join(settings["relevance_fields"])
+    return (f"Relevant: every one of {fields} within {settings['relevance_tol']} x the cohort SD of the "
+            "query's paired study.")
+
+
+def _claims_section(checks: Sequence[Mapping[str, Any]]) -> list[str]:
+    if not checks:
+        return []
+    lines = ["## Expected relations (issue 7), as measured", "",
+             "'Beats' means the mean difference exceeds the seed spread (the larger SD of the two arms).", ""]
+    rows = []
+    for c in checks:
+        verdict = {True: "yes", False: "**no**", None: "not measured"}[c["holds"]]
+        rows.append([c["check"], fmt(c.get("attention")), fmt(c.get("other")),
+                     fmt(c.get("difference")), fmt(c.get("seed_spread")), verdict])
+    lines += _table(["Relation", "attention", "other", "difference", "seed spread", "holds"], rows)
+    return lines + [""]
+
+
+def _timing_section(arms: Mapping[str, Any], results: Mapping[str, Any]) -> list[str]:
+    rows = []
+    for a, arm in arms.items():
+        runs = arm["runs"]
+        mean = lambda key: sum(r.get(key, 0.0) or 0.0 for r in runs) / len(runs)  # noqa: E731
+        rows.append([arm["label"], str(len(runs)), f"{mean('train_s'):.0f}", f"{mean('index_s'):.0f}",
+                     f"{arm['wall_s_total']:.0f}"])
+    v = results["versions"]
+    return (["## Wall time", "", f"Total {results['wall_time_s']:.0f} s on {v.get('cuda')}, "
+             f"{v.get('cpu_threads')} CPU threads (torch {v.get('torch')}, e2r {v.get('e2r')}).", ""]
+            + _table(["Arm", "seeds", "train s / seed", "index s / seed", "total s"], rows) + [""])
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def markdown_summary(results: Mapping[str, Any], arms: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
+    """Compact rows (arm, phenotype mAP, exact R@10, LVEF AUROC) for the CLI's table output."""
+    out = []
+    for a, arm in results["arms"].items():
+        if arms and a not in arms:
+            continue
+        ms = arm["mean_sd"]
+        cls = lookup(ms, ("classification",)) or {}
+        method = next(iter(cls), None)
+        out.append({
+            "arm": a,
+            "R@10 exact": fmt(lookup(ms, ("retrieval", "ecg_to_echo", "exact", "recall@10"))),
+            "mAP phenotype": fmt(lookup(ms, ("retrieval", "ecg_to_echo", "phenotype", "map"))),
+            "LVEF AUROC": fmt(lookup(cls, (method, "lvef_class", "auroc_macro"))) if method else "–",
+            "LVEF<=45 AUROC": fmt(lookup(cls, (method, "lvef_le45", "auroc"))) if method else "–",
+            "LVH AUROC": fmt(lookup(cls, (method, "lvh", "auroc"))) if method else "–",
+            "LVEF MAE": fmt(lookup(cls, (method, "lvef", "mae")), 2) if method else "–",
+        })
+    return out

@@ -1,0 +1,253 @@
+"""The benchmark protocol on small synthetic data: splits, metrics against brute-force references,
+the orchestration with injected steps (no training), the report, and the supervised ceiling."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from e2r.errors import DataError
+from e2r.phenotypes import LVEF_CLASSES, write_phenotypes
+from e2r.store import Record
+from queries.bench_data import cohort_sd, read_splits
+from queries.bench_eval import (
+    EvalSettings,
+    PhenotypePredictions,
+    cross_modal_knn,
+    paper_knn,
+    prior_predictions,
+    retrieval_metrics_both,
+    truth_of,
+)
+from queries.benchmark import BenchmarkSpec, BenchmarkSteps, make_random_bundle, run_benchmark
+from queries.report import claims, render_markdown
+
+FIELDS = ("lvef", "lvedv", "lvesv", "ivsd", "lvpwd")
+
+
+def _pheno(uid: str, rng: np.random.Generator, lvef: float | None = None) -> dict:
+    lvef = float(rng.uniform(20, 70)) if lvef is None else lvef
+    edv = float(rng.uniform(80, 200))
+    return {"study_uid": uid, "patient_id": "", "study_date": "21800101", "lvef": lvef, "lvedv": edv,
+            "lvesv": edv * (1 - lvef / 100), "ivsd": float(rng.uniform(7, 16)), "lvpwd": float(rng.uniform(7, 15)),
+            "lv_mass": None, "la_volume": None, "rv_diameter": None, "heart_rate": 70.0, "rhythm": "sinus"}
+
+
+def _write_csvs(root: Path, rows: list[dict], phenos: list[dict]) -> tuple[Path, Path]:
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / "pairs.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["ecg_path", "study_uid", "patient_id", "days", "split"])
+        w.writeheader()
+        w.writerows(rows)
+    write_phenotypes(root / "phenotypes.csv", phenos)
+    return root / "pairs.csv", root / "phenotypes.csv"
+
+
+def test_read_splits_counts_and_refuses_leaks(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [{"ecg_path": f"ecg/{i}.hea" if i % 4 else "", "study_uid": f"S{i}", "patient_id": f"P{i // 2}",
+             "days": 0, "split": ("train", "val", "test")[(i // 2) % 3]} for i in range(12)]
+    pairs, ph = _write_csvs(tmp_path / "a", rows, [_pheno(r["study_uid"], rng) for r in rows])
+    splits = read_splits(pairs, ph)
+    sizes = splits.sizes()
+    assert sizes["train"] == {"patients": 2, "studies": 4, "pairs": 3, "studies_with_phenotypes": 4}
+    assert sizes["test"]["pairs"] == 3 and sizes["test"]["patients"] == 2
+    assert splits.ecg_rows("test")[0].ecg_path == str(tmp_path / "a" / "ecg" / "5.hea")
+
+    leak = [dict(r) for r in rows]
+    leak[1]["split"] = "test"  # patient P0 now in train and test
+    pairs, ph = _write_csvs(tmp_path / "b", leak, [_pheno(r["study_uid"], rng) for r in rows])
+    with pytest.raises(DataError, match="patient P0 is in several splits"):
+        read_splits(pairs, ph)
+    no_test = [dict(r, split="train") for r in rows]
+    pairs, ph = _write_csvs(tmp_path / "c", no_test, [_pheno(r["study_uid"], rng) for r in rows])
+    with pytest.raises(DataError, match="no test-split row"):
+        read_splits(pairs, ph)
+
+
+def _brute_recall_at_1(sim, keys_q, keys_g):
+    return float(np.mean([keys_g[int(np.argmax(row))] == k for row, k in zip(sim, keys_q)]))
+
+
+def test_retrieval_both_directions_match_brute_force():
+    rng = np.random.default_rng(1)
+    uids = [f"S{i}" for i in range(30)]
+    phenos = {u: _pheno(u, rng) for u in uids}
+    ecg_study = uids[:20]  # 20 test ECGs paired with the first 20 studies; 10 studies without ECG
+    sim = rng.standard_normal((20, 30))
+    sd = cohort_sd(phenos, FIELDS)
+    out, curves = retrieval_metrics_both(sim, ecg_study, uids, phenos, sd, EvalSettings())
+    fwd = out["ecg_to_echo"]["exact"]
+    assert fwd["recall@1"] == pytest.approx(_brute_recall_at_1(sim, ecg_study, uids))
+    ranks = [1 + int(np.sum(sim[i] > sim[i, i])) for i in range(20)]
+    assert fwd["median_rank"] == pytest.approx(np.median(ranks))
+    assert fwd["map"] == pytest.approx(np.mean([1 / r for r in ranks]))
+    rev = out["echo_to_ecg"]["exact"]
+    assert rev["n_queries"] == 20 and rev["gallery_size"] == 20  # only studies with an ECG are queries
+    assert rev["recall@1"] == pytest.approx(_brute_recall_at_1(sim[:, :20].T, uids[:20], ecg_study))
+    # phenotype-aware: brute-force relevance of query 0
+    rel0 = [all(abs(phenos[g][f] - phenos[ecg_study[0]][f]) <= 0.5 * sd[f] for f in FIELDS) for g in uids]
+    assert out["ecg_to_echo"]["phenotype"]["mean_relevant"] >= 1 and rel0[0]
+    assert len(curves["ecg_to_echo/exact"]) == 30 and curves["ecg_to_echo/exact"][-1] == pytest.approx(1.0)
+
+
+def test_knn_blocks_against_references():
+    rng = np.random.default_rng(2)
+    # two clusters: reduced LVEF near e0, preserved near e1
+    def emb(n, c):
+        return np.eye(4)[c] * 3 + 0.1 * rng.standard_normal((n, 4))
+    lvefs = [30.0] * 10 + [60.0] * 10
+    rows = [_pheno(f"A{i}", rng, lvef=v) for i, v in enumerate(lvefs)]
+    archive = np.vstack([emb(10, 0), emb(10, 1)])
+    test = np.vstack([emb(3, 0), emb(3, 1)])
+    truth = truth_of([_pheno("q", rng, lvef=v) for v in [30.0] * 3 + [60.0] * 3])
+    x = cross_modal_knn(test, archive, rows, EvalSettings(knn_k=5))
+    assert np.all(x.class_proba[:3, 0] > 0.5) and np.all(x.class_proba[3:, 2] > 0.5)
+    assert x.lvef[:3] == pytest.approx([30.0] * 3) and x.lvef[3:] == pytest.approx([60.0] * 3)
+    p = paper_knn(archive, rows, test, k=5)
+    from sklearn.neighbors import KNeighborsRegressor
+
+    ref = KNeighborsRegressor(5, metric="cosine", algorithm="brute").fit(archive, lvefs).predict(test)
+    assert p.lvef == pytest.approx(ref)
+    assert np.all(p.p_le45[:3] == 1.0) and np.all(p.p_le45[3:] == 0.0)
+    prior = prior_predictions(rows, 6)
+    assert prior.class_proba[0] == pytest.approx([0.5, 0.0, 0.5]) and prior.lvef[0] == pytest.approx(45.0)
+    assert truth["le45"].tolist() == [1, 1, 1, 0, 0, 0]
+
+
+class FakeStore:
+    """The part of VectorStore the benchmark reads: collections of (uid -> vector)."""
+
+    def __init__(self):
+        self.collections: dict[str, dict] = {}
+
+    def collection_exists(self, name):
+        return name in self.collections
+
+    def get_metadata(self, name):
+        return {"model_hash": self.collections[name]["hash"]}
+
+    def drop_collection(self, name):
+        self.collections.pop(name, None)
+
+    def iterate(self, name, with_vectors=False):
+        for uid, vec in self.collections[name]["vectors"].items():
+            yield Record(id=uid, payload={"study_uid": uid}, vector=vec if with_vectors else None)
+
+
+def _ecg_cohort(root: Path, n_patients: int = 18) -> tuple[Path, Path, dict]:
+    """WFDB ECGs (100 Hz, 10 s) + pairs/phenotype CSVs; no echo files (the index is faked)."""
+    from trainer_fixtures import write_ecg
+
+    rng = np.random.default_rng(3)
+    rows, phenos = [], []
+    for i in range(n_patients):
+        split = ("train", "train", "val", "test")[i % 4] if i < 16 else "test"
+        for k in range(2 if i % 3 == 0 else 1):  # some patients have an archive-only second study
+            uid = f"S{i}.{k}"
+            ecg = ""
+            if k == 0:
+                write_ecg(root / "ecg" / f"e{i}", float(rng.uniform()), rng)
+                ecg = f"ecg/e{i}"
+            rows.append({"ecg_path": ecg, "study_uid": uid, "patient_id": f"P{i}", "days": 0, "split": split})
+            phenos.append(_pheno(uid, rng))
+    pairs, ph = _write_csvs(root, rows, phenos)
+    return pairs, ph, {r["study_uid"]: r for r in rows}
+
+
+def test_run_benchmark_with_injected_steps_writes_report(tmp_path):
+    from e2r.bundle import load_model
+    from e2r.ecg_io import read_ecg
+    from e2r.ecg_preprocess import preprocess_ecg
+    from e2r.encode import encode_ecg
+
+    pairs, ph, rows = _ecg_cohort(tmp_path / "cohort")
+    store = FakeStore()
+    trained: list[tuple[str, int]] = []
+
+    def train(arm, seed, out_dir):  # no training: a seeded random model stands in
+        trained.append((arm, seed))
+        return {"model_dir": make_random_bundle("tiny", 100 + seed, out_dir), "note": "fake"}
+
+    def index(model_dir, collection):
+        # "perfect" index: a study's vector is its paired ECG's embedding (archive-only studies: noise)
+        loaded = load_model(model_dir)
+        vecs = {}
+        for uid, r in rows.items():
+            if r["ecg_path"]:
+                x = preprocess_ecg(read_ecg(Path(pairs).parent / r["ecg_path"]), loaded.preset.ecg_preprocess)
+                vecs[uid] = encode_ecg(loaded, [x])[0]
+            else:
+                vecs[uid] = np.random.default_rng(len(vecs)).standard_normal(loaded.preset.embed_dim).astype(np.float32)
+        store.collections[collection] = {"hash": loaded.hash, "vectors": vecs}
+        return {"indexed": len(vecs)}
+
+    def supervised(task):
+        assert task.train_x.shape[1:] == (12, 1000) and len(task.train_rows) == len(task.train_x)
+        n = len(task.test_x)
+        return PhenotypePredictions(np.tile([0.2, 0.3, 0.5], (n, 1)), np.full(n, 0.3), np.full(n, 0.2),
+                                    np.full(n, 50.0)), {"fake": True}
+
+    spec = BenchmarkSpec(pairs_csv=pairs, phenotypes_csv=ph, workdir=tmp_path / "work", out_dir=tmp_path / "out",
+                         seeds=(0, 1), arms=("chance", "random-init", "attention", "supervised"),
+                         settings=EvalSettings(knn_k=3))
+    result = run_benchmark(spec, BenchmarkSteps(store=store, index=index, train=train, train_supervised=supervised))
+    assert trained == [("attention", 0), ("attention", 1)]
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    att = res["arms"]["attention"]
+    assert att["seeds"] == [0, 1] and len(att["per_seed"]) == 2
+    # the fake index makes every test ECG's paired study its nearest neighbour
+    assert att["mean_sd"]["retrieval"]["ecg_to_echo"]["exact"]["recall@1"] == [1.0, 0.0]
+    assert att["per_seed"][0]["retrieval"]["ecg_to_echo"]["exact"]["n_queries"] == res["splits"]["test"]["pairs"]
+    assert set(res["arms"]["supervised"]["mean_sd"]) == {"classification"}
+    assert res["arms"]["chance"]["mean_sd"]["classification"]["prior"]["lvef_le45"]["auroc"] == [0.5, 0.0]
+    assert att["runs"][0]["gallery_studies"] == res["splits"]["test"]["studies"]
+    assert att["runs"][0]["archive_studies"] == res["splits"]["train"]["studies"] + res["splits"]["val"]["studies"]
+    assert res["synthetic"] is True and res["versions"]["torch"]
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "synthetic phantom cohort" in md and "| Echo2ECG (attention pooling) | 1.000 ± 0.000 |" in md
+    for name in ("roc_lvef_le45.png", "recall_at_k.png", "lvef_pred_vs_true.png"):
+        assert (tmp_path / "out" / name).read_bytes()[:4] == b"\x89PNG"
+    assert len(result.out_files) == 5
+
+
+def test_claims_compare_against_seed_spread():
+    def arm(map_, auroc, sd=0.01):
+        return {"mean_sd": {"retrieval": {"ecg_to_echo": {"phenotype": {"map": (map_, sd)}}},
+                            "classification": {"cross_modal_knn": {"lvef_class": {"auroc_macro": (auroc, sd)},
+                                                                   "lvef_le45": {"auroc": (auroc, sd)}}}}}
+    res = {"arms": {"attention": arm(0.30, 0.80), "single-view": arm(0.25, 0.795), "random-init": arm(0.2, 0.5),
+                    "supervised": {"mean_sd": {"classification": {"direct": {"lvef_class": {"auroc_macro": (0.9, 0.0)},
+                                                                             "lvef_le45": {"auroc": (0.7, 0.0)}}}}}}}
+    got = {c["check"]: c["holds"] for c in claims(res)}
+    assert got["attention > single-view: phenotype-aware mAP (ECG->echo)"] is True
+    assert got["attention > single-view: LVEF 3-class macro AUROC (cross-modal kNN)"] is False  # 0.005 < SD 0.01
+    assert got["attention > random-init: LVEF<=45 AUROC (cross-modal kNN)"] is True
+    assert got["attention (cross-modal kNN) < supervised ceiling: LVEF 3-class macro AUROC"] is True
+    assert got["attention (cross-modal kNN) < supervised ceiling: LVEF<=45 AUROC"] is False
+
+
+def test_supervised_ceiling_learns_and_masks_missing_labels():
+    from trainer.supervised import SupervisedConfig, targets_of, train_supervised
+
+    rng = np.random.default_rng(4)
+    n = 48
+    lvef = rng.uniform(20, 70, n)
+    x = rng.standard_normal((n, 12, 1000)).astype(np.float32) * 0.1
+    x[:, :, :500] += ((lvef - 45) / 25)[:, None, None]  # the label is written into the signal
+    rows = [{"lvef": float(v), "ivsd": 14.0 if v < 40 else 9.0, "lvpwd": 9.0} for v in lvef]
+    rows[0] = None  # a study without phenotypes: masked out of every loss
+    t = targets_of(rows)
+    assert t["lvef_class"][0] == -1 and np.isnan(t["lvh"][0]) and t["lvef_class"][1] == int(np.searchsorted([40, 50], lvef[1], side="right"))
+    cfg = SupervisedConfig(epochs=4, batch_size=16, lr=3e-3, warmup_epochs=0, augment=SupervisedConfig().augment.__class__(enabled=False))
+    model = train_supervised(x[:36], rows[:36], x[36:], rows[36:], "tiny", cfg)
+    pred = model.predict(x[36:])
+    assert pred["class_proba"].shape == (12, len(LVEF_CLASSES))
+    assert np.allclose(pred["class_proba"].sum(axis=1), 1.0)
+    assert np.all((pred["p_lvh"] > 0) & (pred["p_lvh"] < 1))
+    assert model.history[-1]["train_loss"] < model.history[0]["train_loss"]
+    assert np.corrcoef(pred["lvef"], lvef[36:])[0, 1] > 0.5
