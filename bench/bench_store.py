@@ -115,10 +115,9 @@ def child_build(backend: str, data_dir: Path, vectors_path: Path) -> dict:
 
 
 def child_query(backend: str, data_dir: Path, queries_path: Path, truth_path: Path, n: int) -> dict:
-    from e2r.store import open_store, parse_filter, point_id_for
-
     import e2r.store.client  # noqa: F401  (imports are not part of reopening)
     import e2r.store.edge  # noqa: F401
+    from e2r.store import open_store, parse_filter, point_id_for
 
     queries = np.load(queries_path)
     truth = np.load(truth_path)

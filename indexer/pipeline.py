@@ -139,6 +139,9 @@ def index_archive(cfg: IndexConfig, store: Any, loaded: Any) -> IndexSummary:
     flush()
     if bar is not None:
         bar.close()
+    t_opt = time.perf_counter()
+    store.optimize(cfg.collection)  # build the search index now, even when a re-run changed nothing
+    t_store += time.perf_counter() - t_opt
     summary.seconds["decode_cpu"] = t_decode_wait
     summary.seconds["model"] = t_model
     summary.seconds["store"] = t_store

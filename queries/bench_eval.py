@@ -213,16 +213,16 @@ def evaluate_embeddings(emb: EmbeddingSet, phenotypes: Mapping[str, Mapping[str,
                                                settings)
     test_rows = [phenotypes.get(u) for u in emb.test_ecg_study]
     truth = truth_of(test_rows)
-    xmodal = cross_modal_knn(emb.test_ecg, emb.archive, [phenotypes.get(u) for u in emb.archive_uids], settings)
-    paper = paper_knn(emb.train_ecg, [phenotypes.get(u) for u in emb.train_ecg_study], emb.test_ecg,
-                      settings.paper_k)
-    metrics = {
-        "retrieval": retrieval,
-        "classification": {"cross_modal_knn": phenotype_metrics(xmodal, truth),
-                           "paper_knn": phenotype_metrics(paper, truth)},
-    }
-    raw = {"truth": truth, "cross_modal_knn": xmodal, "paper_knn": paper}
-    return ArmEval(metrics, curves, raw)
+    raw: dict[str, Any] = {"truth": truth}
+    archive_rows = [phenotypes.get(u) for u in emb.archive_uids]
+    if np.isfinite(label_arrays(archive_rows)["lvef"]).any():
+        raw["cross_modal_knn"] = cross_modal_knn(emb.test_ecg, emb.archive, archive_rows, settings)
+    train_rows = [phenotypes.get(u) for u in emb.train_ecg_study]
+    if np.isfinite(truth_of(train_rows)["lvef"]).any():
+        raw["paper_knn"] = paper_knn(emb.train_ecg, train_rows, emb.test_ecg, settings.paper_k)
+    # A block is left out (and the report shows n/a) when no labelled train/val study or ECG exists.
+    classification = {m: phenotype_metrics(raw[m], truth) for m in ("cross_modal_knn", "paper_knn") if m in raw}
+    return ArmEval({"retrieval": retrieval, "classification": classification}, curves, raw)
 
 
 def evaluate_chance(test_ecg_study: Sequence[str], test_study_uids: Sequence[str], train_ecg_study: Sequence[str],

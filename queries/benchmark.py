@@ -179,6 +179,9 @@ def run_benchmark(spec: BenchmarkSpec, steps: BenchmarkSteps, say: Callable[[str
             evals.setdefault(arm, []).append(ev)
             arm_info.setdefault(arm, []).append(info)
             say(f"[{arm} seed {seed}] done in {info['wall_s']:.0f} s")
+        if arm != spec.arms[-1]:  # a long run that is interrupted still leaves the arms done so far
+            partial = _aggregate(spec, splits, sd, evals, arm_info, time.perf_counter() - t_start, complete=False)
+            write_report(BenchmarkResult(partial, evals), spec.out_dir, plots=False)
     results = _aggregate(spec, splits, sd, evals, arm_info, time.perf_counter() - t_start)
     out = BenchmarkResult(results, evals)
     out.out_files = write_report(out, spec.out_dir)
@@ -189,11 +192,10 @@ def _run_arm(arm: str, seed: int, spec: BenchmarkSpec, steps: BenchmarkSteps, sp
              sd: Mapping[str, float], settings: EvalSettings, say: Callable[[str], None]) -> tuple[ArmEval, dict]:
     from e2r.presets import get_preset
 
-    if arm == "chance":
-        loaded = ecgs.get(get_preset(spec.preset).ecg_preprocess)
+    if arm == "chance":  # needs no ECG signal: the pairs' study UIDs are enough
         test_uids = sorted(u for u, s in splits.study_split().items() if s == "test")
-        ev = evaluate_chance([r.study_uid for r in loaded["test"].rows], test_uids,
-                             [r.study_uid for r in loaded["train"].rows], splits.phenotypes, sd, settings, seed)
+        ev = evaluate_chance([r.study_uid for r in splits.ecg_rows("test")], test_uids,
+                             [r.study_uid for r in splits.ecg_rows("train")], splits.phenotypes, sd, settings, seed)
         return ev, {}
     if arm == "supervised":
         if steps.train_supervised is None:
@@ -290,7 +292,7 @@ def embed_arm(model_dir: Path, collection: str, spec: BenchmarkSpec, steps: Benc
 
 
 def _aggregate(spec: BenchmarkSpec, splits: Splits, sd: Mapping[str, float], evals: Mapping[str, list[ArmEval]],
-               arm_info: Mapping[str, list[dict]], wall_s: float) -> dict[str, Any]:
+               arm_info: Mapping[str, list[dict]], wall_s: float, complete: bool = True) -> dict[str, Any]:
     arms: dict[str, Any] = {}
     for arm, runs in evals.items():
         per_seed = [r.metrics for r in runs]
@@ -303,6 +305,7 @@ def _aggregate(spec: BenchmarkSpec, splits: Splits, sd: Mapping[str, float], eva
             "wall_s_total": float(sum(i["wall_s"] for i in arm_info[arm])),
         }
     return {
+        "complete": complete,  # False while arms are still running (a partial report)
         "synthetic": spec.synthetic,
         "data": spec.data_label,
         "spec": {

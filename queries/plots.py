@@ -72,7 +72,8 @@ def _roc(plt, evals, labels, path: Path, note: str) -> Path:
         ax.plot(fpr, tpr, label=f"{labels[arm]} (AUROC {roc_auc_score(y, p):.2f})")
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
     ax.set(xlabel="false-positive rate", ylabel="true-positive rate", title=f"LVEF <= 45 %, test ECGs{note}")
-    ax.legend(fontsize=7, loc="lower right")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="lower right")
     fig.text(0.01, 0.01, "seeds pooled", fontsize=6, color="grey")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -37,15 +37,16 @@ SYNTHETIC_NOTE = ("All numbers below are measured on e2r's **synthetic phantom c
                   "about clinical performance.")
 
 
-def write_report(result: Any, out_dir: str | Path) -> list[str]:
-    """Write results.json, report.md and the PNG plots into out_dir; returns the paths written."""
+def write_report(result: Any, out_dir: str | Path, plots: bool = True) -> list[str]:
+    """Write results.json, report.md and (unless `plots` is False) the PNG plots into out_dir;
+    returns the paths written."""
     from queries.plots import write_plots
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = result.results
     results["claims"] = claims(results)
-    plots = write_plots(result, out)
+    plots = write_plots(result, out) if plots else []
     results["plots"] = [Path(p).name for p in plots]
     (out / "results.json").write_text(json.dumps(jsonable(results), indent=2, allow_nan=False) + "\n")
     (out / "report.md").write_text(render_markdown(results))
@@ -139,6 +140,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     lines = ["# e2r benchmark", ""]
     if results.get("synthetic"):
         lines += [SYNTHETIC_NOTE, ""]
+    if results.get("complete") is False:
+        lines += ["**Partial report**: the run has not finished every arm yet (or was interrupted).", ""]
     ctx = results.get("context", {})
     if ctx.get("command"):
         lines += ["Command: `" + ctx["command"] + "`", ""]
@@ -215,14 +218,14 @@ def _claims_section(checks: Sequence[Mapping[str, Any]]) -> list[str]:
 
 def _timing_section(arms: Mapping[str, Any], results: Mapping[str, Any]) -> list[str]:
     rows = []
-    for a, arm in arms.items():
+    for arm in arms.values():
         runs = arm["runs"]
-        mean = lambda key: sum(r.get(key, 0.0) or 0.0 for r in runs) / len(runs)  # noqa: E731
-        rows.append([arm["label"], str(len(runs)), f"{mean('train_s'):.0f}", f"{mean('index_s'):.0f}",
-                     f"{arm['wall_s_total']:.0f}"])
+        train_s, index_s = (sum(r.get(key, 0.0) or 0.0 for r in runs) / len(runs) for key in ("train_s", "index_s"))
+        rows.append([arm["label"], str(len(runs)), f"{train_s:.0f}", f"{index_s:.0f}", f"{arm['wall_s_total']:.0f}"])
     v = results["versions"]
-    return (["## Wall time", "", f"Total {results['wall_time_s']:.0f} s on {v.get('cuda')}, "
-             f"{v.get('cpu_threads')} CPU threads (torch {v.get('torch')}, e2r {v.get('e2r')}).", ""]
+    total = (f"Total {results['wall_time_s']:.0f} s on {v.get('cuda')}, {v.get('cpu_threads')} CPU threads "
+             f"(torch {v.get('torch')}, e2r {v.get('e2r')}).")
+    return (["## Wall time", "", total, ""]
             + _table(["Arm", "seeds", "train s / seed", "index s / seed", "total s"], rows) + [""])
 
 

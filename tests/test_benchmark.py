@@ -24,7 +24,7 @@ from queries.bench_eval import (
     truth_of,
 )
 from queries.benchmark import BenchmarkSpec, BenchmarkSteps, make_random_bundle, run_benchmark
-from queries.report import claims, render_markdown
+from queries.report import claims
 
 FIELDS = ("lvef", "lvedv", "lvesv", "ivsd", "lvpwd")
 
@@ -154,7 +154,7 @@ def _ecg_cohort(root: Path, n_patients: int = 18) -> tuple[Path, Path, dict]:
                 write_ecg(root / "ecg" / f"e{i}", float(rng.uniform()), rng)
                 ecg = f"ecg/e{i}"
             rows.append({"ecg_path": ecg, "study_uid": uid, "patient_id": f"P{i}", "days": 0, "split": split})
-            phenos.append(_pheno(uid, rng))
+            phenos.append(_pheno(uid, rng, lvef=30.0 if i % 2 else 60.0))  # both classes in every split
     pairs, ph = _write_csvs(root, rows, phenos)
     return pairs, ph, {r["study_uid"]: r for r in rows}
 
@@ -173,16 +173,19 @@ def test_run_benchmark_with_injected_steps_writes_report(tmp_path):
         trained.append((arm, seed))
         return {"model_dir": make_random_bundle("tiny", 100 + seed, out_dir), "note": "fake"}
 
+    paired = [u for u, r in rows.items() if r["ecg_path"]]
+    from e2r.presets import get_preset
+
+    ecgs = [preprocess_ecg(read_ecg(Path(pairs).parent / rows[u]["ecg_path"]), get_preset("tiny").ecg_preprocess)
+            for u in paired]
+
     def index(model_dir, collection):
         # "perfect" index: a study's vector is its paired ECG's embedding (archive-only studies: noise)
         loaded = load_model(model_dir)
-        vecs = {}
-        for uid, r in rows.items():
-            if r["ecg_path"]:
-                x = preprocess_ecg(read_ecg(Path(pairs).parent / r["ecg_path"]), loaded.preset.ecg_preprocess)
-                vecs[uid] = encode_ecg(loaded, [x])[0]
-            else:
-                vecs[uid] = np.random.default_rng(len(vecs)).standard_normal(loaded.preset.embed_dim).astype(np.float32)
+        vecs = dict(zip(paired, encode_ecg(loaded, ecgs)))
+        rng = np.random.default_rng(0)
+        for u in rows:
+            vecs.setdefault(u, rng.standard_normal(loaded.preset.embed_dim).astype(np.float32))
         store.collections[collection] = {"hash": loaded.hash, "vectors": vecs}
         return {"indexed": len(vecs)}
 
@@ -244,10 +247,27 @@ def test_supervised_ceiling_learns_and_masks_missing_labels():
     t = targets_of(rows)
     assert t["lvef_class"][0] == -1 and np.isnan(t["lvh"][0]) and t["lvef_class"][1] == int(np.searchsorted([40, 50], lvef[1], side="right"))
     cfg = SupervisedConfig(epochs=4, batch_size=16, lr=3e-3, warmup_epochs=0, augment=SupervisedConfig().augment.__class__(enabled=False))
-    model = train_supervised(x[:36], rows[:36], x[36:], rows[36:], "tiny", cfg)
+    from e2r.presets import get_preset, with_overrides
+
+    small = with_overrides(get_preset("tiny"), ecg__dim=32, ecg__depth=1, ecg__heads=2)  # keeps the test fast
+    model = train_supervised(x[:36], rows[:36], x[36:], rows[36:], small, cfg)
     pred = model.predict(x[36:])
     assert pred["class_proba"].shape == (12, len(LVEF_CLASSES))
     assert np.allclose(pred["class_proba"].sum(axis=1), 1.0)
     assert np.all((pred["p_lvh"] > 0) & (pred["p_lvh"] < 1))
     assert model.history[-1]["train_loss"] < model.history[0]["train_loss"]
     assert np.corrcoef(pred["lvef"], lvef[36:])[0, 1] > 0.5
+
+
+def test_evaluate_embeddings_without_labelled_train_data_skips_knn_blocks():
+    from queries.bench_eval import EmbeddingSet, evaluate_embeddings
+
+    rng = np.random.default_rng(6)
+    uids = [f"T{i}" for i in range(6)]
+    phenos = {u: _pheno(u, rng, lvef=30.0 if i % 2 else 60.0) for i, u in enumerate(uids)}
+    e = rng.standard_normal((6, 8)).astype(np.float32)
+    emb = EmbeddingSet(test_ecg=e, test_ecg_study=uids, test_studies=e + 0.01, test_study_uids=uids,
+                       archive=np.zeros((0, 8)), archive_uids=[], train_ecg=np.zeros((0, 8)), train_ecg_study=[])
+    ev = evaluate_embeddings(emb, phenos, cohort_sd(phenos, FIELDS), EvalSettings())
+    assert ev.metrics["classification"] == {}
+    assert ev.metrics["retrieval"]["ecg_to_echo"]["exact"]["recall@1"] == 1.0

@@ -202,7 +202,7 @@ def test_echo2ecg_outputs_and_study_videos_path():
     torch.testing.assert_close(a2, a)
     with pytest.raises(ValueError, match="exactly one"):
         m(ecg, vids, mask, view_emb=emb)
-    assert math.isclose(float(m.logit_scale), math.log(2.0), rel_tol=1e-6)
+    assert math.isclose(float(m.logit_scale), math.log(1 / m.preset.temperature), rel_tol=1e-6)
     assert not m.logit_scale.requires_grad and not m.video_encoder_frozen
 
 

@@ -31,6 +31,8 @@ def index(
     shard: Optional[str] = typer.Option(None, "--shard", help="Index only slice i of n (0-based `i/n`), for n parallel workers."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Decoding processes beside the model (default: cores - 1; 0 = none)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Studies per embedding/upsert batch."),
+    shards: Optional[int] = typer.Option(None, "--shards", help="Qdrant server/cluster: shard number of a new collection."),
+    replicas: Optional[int] = typer.Option(None, "--replicas", help="Qdrant server/cluster: replication factor of a new collection."),
     stats: bool = typer.Option(False, "--stats", help="Show what is in the store (collections, counts, model, phenotype coverage) and exit."),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -69,7 +71,7 @@ def index(
     loaded = load_model(model)
     if phenotypes is not None and not as_json:
         typer.echo(f"using phenotypes from {phenotypes}", err=True)
-    with open_cli_store(data_dir, qdrant_url, api_key) as store:
+    with open_cli_store(data_dir, qdrant_url, api_key, shard_number=shards, replication_factor=replicas) as store:
         summary = index_archive(cfg, store, loaded)
     if as_json:
         print_json(summary.to_dict())

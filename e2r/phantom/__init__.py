@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["GENERATOR_VERSION", "CohortOptions", "CohortSummary", "write_cohort", "check_cohort"]
+__all__ = ["GENERATOR_VERSION", "CohortOptions", "CohortSummary", "check_cohort", "write_cohort"]
 
 
 def __getattr__(name: str) -> Any:

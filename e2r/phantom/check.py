@@ -16,7 +16,11 @@ import numpy as np
 
 from e2r.errors import DataError
 from e2r.phantom.measure import (
-    EchoGeometry, fractional_area_change, measure_ecg, plax_septum_mm, pool_area_near,
+    EchoGeometry,
+    fractional_area_change,
+    measure_ecg,
+    plax_septum_mm,
+    pool_area_near,
 )
 
 log = logging.getLogger(__name__)
@@ -168,8 +172,8 @@ def _ecg_learnability(rows: list) -> list[CheckFigure]:
     """Cross-validated AUROC of a logistic regression on the downsampled median beat: a floor on
     what a small model can learn from these ECGs."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -204,7 +208,7 @@ def _echo_figures(echo: dict[str, list[dict]]) -> list[CheckFigure]:
         plax = echo["PLAX"]
         r, n = _spearman([v["septum_mm"] for v in plax], [v["ivsd"] for v in plax])
         figs.append(CheckFigure("plax_septum_vs_ivsd_spearman", r, "> 0.6", bool(r > 0.6),
-                                f"septal thickness from a PLAX intensity profile, n={n} videos"))
+                                f"septal thickness between the LV and RVOT pools in PLAX, n={n} videos"))
     rv = {}
     for view in ("A4C", "PSAX", "A2C", "PLAX"):
         if echo.get(view):

@@ -19,9 +19,14 @@ import numpy as np
 
 from e2r.errors import ConfigError
 from e2r.phantom import latent
-from e2r.phantom.echo_synth import VIEWS, render_view
 from e2r.phantom.ecg_synth import synth_ecg
-from e2r.phantom.writers import LEAD_LAYOUTS, EchoSeriesMeta, write_ecg_wfdb, write_echo_dicom
+from e2r.phantom.echo_synth import VIEWS, render_view
+from e2r.phantom.writers import (
+    LEAD_LAYOUTS,
+    EchoSeriesMeta,
+    write_ecg_wfdb,
+    write_echo_dicom,
+)
 
 GENERATOR_VERSION = "1.0.0"
 PAIRS_COLUMNS = ("ecg_path", "study_uid", "patient_id", "days", "split")

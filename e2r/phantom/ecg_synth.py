@@ -103,7 +103,7 @@ def synth_ecg(exam: Exam, rng: np.random.Generator, fs: float, duration_s: float
     # --- Voltage. QRS amplitude rises with LV mass (Sokolow-Lyon SV1+RV5 > 3.5 mV, Cornell
     # RaVL+SV3 > 2.8/2.0 mV are LVH criteria); body habitus (fat, lungs, chest wall) scales it
     # independently, which is why voltage criteria are insensitive.
-    habitus = rng.lognormal(0.0, 0.17) * (0.92 if exam.sex == "F" else 1.0)
+    habitus = rng.lognormal(0.0, 0.24) * (0.92 if exam.sex == "F" else 1.0)
     lv_volt = 2.3 * (exam.lv_mass / 160.0) ** 0.8
     lv_volt *= 1.0 - 0.25 * max(0.0, 40.0 - exam.lvef) / 30.0  # scarred, failing LV: lower forces
     rv_volt = 0.18 + 0.07 * max(0.0, exam.rv_diameter - 36)    # RV hypertrophy/dilation: R in V1
@@ -126,7 +126,10 @@ def synth_ecg(exam: Exam, rng: np.random.Generator, fs: float, duration_s: float
     # the QRS (normal ventricular gradient), turned against it by LV strain in hypertrophy
     # (lateral ST depression + T inversion; Romhilt-Estes) and by LBBB (secondary ST-T).
     qt = (0.41 + 0.0006 * (qrs * 1000 - 90)) * np.sqrt(rr) + rng.normal(0, 0.01)
-    strain = float(np.clip((max(exam.ivsd, exam.lvpwd) - 12.0) / 5.0, 0, 1)) * rng.uniform(0.5, 1.0)
+    # Strain shows in a minority of echo-LVH (~1/3; Okin 2004), more often the thicker the wall.
+    strain = 0.0
+    if rng.random() < 0.4:
+        strain = float(np.clip((max(exam.ivsd, exam.lvpwd) - 12.0) / 5.0, 0, 1)) * rng.uniform(0.4, 1.0)
     u_t = _unit(u_main + np.array([0.15, -0.1, 0.9]))
     t_amp = 0.32 * (0.6 + 0.4 * lv_volt / 2.3) * (1.0 - 1.5 * strain)
     if exam.lbbb:

@@ -230,7 +230,7 @@ def _draw_apical(cv: _Canvas, view: str, exam: Exam, rng, near, length, diam, h_
         cv.ellipse(*ra_c, ra_d / 2 + 0.25, 0.6 * ra_d + 0.25, _MYO, angle=ang)
         cv.ellipse(*ra_c, ra_d / 2, 0.6 * ra_d, _BLOOD, angle=ang)
     cv.ellipse(*out_c, out_a, length / 2 + h_apex, _MYO, angle=ang)
-    la_c = at(length + 0.3 + 0.65 * la_d, 0.15)
+    la_c = at(length + 0.45 + 0.65 * la_d, 0.15)
     cv.ellipse(*la_c, la_d / 2 + 0.25, 0.65 * la_d + 0.25, _MYO, angle=ang)
     cv.ellipse(*la_c, la_d / 2, 0.65 * la_d, _BLOOD, angle=ang)
     if view == "A4C":
@@ -239,8 +239,11 @@ def _draw_apical(cv: _Canvas, view: str, exam: Exam, rng, near, length, diam, h_
     # Mitral annulus hinges (bright) and the closed leaflets across the base in systole.
     for side in (-1.0, 1.0):
         cv.ellipse(*at(length, side * (diam / 2 + 0.05)), 0.3, 0.18, _BRIGHT, angle=ang)
+    # Leaflets: closed across the annulus in systole; in diastole the open leaflets and the
+    # annular plane still show as a fainter line (keeps the LV and LA pools apart).
     systole = np.diff(length, prepend=length[0]) < 0
-    cv.ellipse(*at(length, 0.0), np.where(systole, diam / 2, 1e-3), 0.09, _BRIGHT * 0.7, angle=ang)
+    cv.ellipse(*at(length + 0.05, 0.0), diam / 2 + 0.1, 0.16, _MYO * 0.6, angle=ang)
+    cv.ellipse(*at(length + 0.05, 0.0), np.where(systole, diam / 2, 1e-3), 0.12, _BRIGHT * 0.7, angle=ang)
 
 
 def _draw_plax(cv: _Canvas, rng, near, length, diam, h_ivs, h_pw, la_d, contraction) -> None:
@@ -309,7 +312,7 @@ def _image(refl: np.ndarray, grid: _Grid, rng: np.random.Generator, ps: float, d
     speckle = np.sqrt(0.65 * static + 0.35 * fresh)
     env = blur * speckle
     env *= (1.0 - rng.uniform(0.15, 0.35) * grid.r / depth)[None]   # attenuation left after TGC
-    env += 0.06 * np.exp(-grid.r / 1.2)[None] * speckle                 # near-field clutter
+    env += 0.03 * np.exp(-grid.r / 0.8)[None] * speckle                 # near-field clutter
     dr = rng.uniform(42, 52)                             # displayed dynamic range, dB
     gain_db = rng.normal(0, 2.5)
     db = 20 * np.log10(np.maximum(env, 1e-6)) + gain_db

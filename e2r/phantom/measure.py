@@ -96,7 +96,9 @@ class EchoGeometry:
 def sector_mask(frames: np.ndarray) -> np.ndarray:
     """Pixels inside the ultrasound sector: above the black surround (tolerating JPEG ringing),
     eroded so the sector's edge is not taken for a blood pool."""
-    inside = ndimage.gaussian_filter(frames.mean(axis=0).astype(np.float32), 1.0) > 12
+    inside = ndimage.gaussian_filter(frames.max(axis=0).astype(np.float32), 1.0) > 12
+    # Blood pools can be as black as the surround: fill them in (they are enclosed by tissue).
+    inside = ndimage.binary_fill_holes(inside)
     return ndimage.binary_erosion(inside, iterations=2)
 
 
@@ -105,7 +107,9 @@ def _dark_components(frame: np.ndarray, sector: np.ndarray, min_px: int) -> tupl
     sm = ndimage.gaussian_filter(frame.astype(np.float32), 1.2)
     # Log compression turns gain into an offset: blood sits ~60 grey levels under tissue at any
     # gain, so the threshold is set relative to the darkest pixels (the pools themselves).
-    thr = float(np.percentile(sm[sector], 2)) + 30.0
+    vals = sm[sector]
+    blood, tissue = np.percentile(vals, [5, 60])
+    thr = float(blood + 0.4 * (tissue - blood))
     dark = (sm < thr) & sector
     dark = ndimage.binary_opening(dark, iterations=1)
     lab, n = ndimage.label(dark)
@@ -117,12 +121,15 @@ def _dark_components(frame: np.ndarray, sector: np.ndarray, min_px: int) -> tupl
     return lab, n
 
 
-def _component_near(lab: np.ndarray, n: int, geo: EchoGeometry, target_cm: tuple[float, float]) -> np.ndarray | None:
-    """The labelled pool whose centroid is nearest to (lateral, depth) cm from the probe."""
-    best, best_d = None, np.inf
+def _component_near(lab: np.ndarray, n: int, geo: EchoGeometry, target_cm: tuple[float, float],
+                    radius_cm: float = 0.0) -> np.ndarray | None:
+    """The labelled pool whose centroid is nearest to (lateral, depth) cm from the probe; with
+    radius_cm, the largest pool whose centroid lies within that distance (nearest as fallback)."""
+    best, best_d, big, big_area = None, np.inf, None, 0
     for i in range(1, n + 1):
         mask = lab == i
-        if not mask.any():
+        area = int(mask.sum())
+        if not area:
             continue
         ys, xs = np.nonzero(mask)
         cx = (xs.mean() - geo.apex_x) * geo.cm_per_px
@@ -130,7 +137,9 @@ def _component_near(lab: np.ndarray, n: int, geo: EchoGeometry, target_cm: tuple
         d = np.hypot(cx - target_cm[0], cy - target_cm[1])
         if d < best_d:
             best, best_d = mask, d
-    return best
+        if d <= radius_cm and area > big_area:
+            big, big_area = mask, area
+    return big if big is not None else best
 
 
 # Where a reader expects the LV cavity centre in each view (lateral, depth from the probe, cm).
@@ -145,12 +154,16 @@ def lv_area_curve(frames: np.ndarray, view: str, geo: EchoGeometry) -> np.ndarra
     areas, prev = [], None
     for frame in frames:
         lab, n = _dark_components(frame, sector, min_px)
-        if prev is None:
-            mask = _component_near(lab, n, geo, _LV_TARGET[view])
-        else:
+        mask = None
+        if prev is not None:
             hits = np.bincount(lab[prev], minlength=n + 1)
             hits[0] = 0
-            mask = lab == int(np.argmax(hits)) if hits.max() > 0 else _component_near(lab, n, geo, _LV_TARGET[view])
+            if hits.max() > 0:
+                mask = lab == int(np.argmax(hits))
+                if mask.sum() < 0.3 * prev.sum():
+                    mask = None  # lost the cavity (a fragment): look for it afresh
+        if mask is None:
+            mask = _component_near(lab, n, geo, _LV_TARGET[view], radius_cm=3.5)
         if mask is not None:
             prev = mask
         areas.append(0.0 if mask is None else mask.sum() * geo.cm_per_px ** 2)
@@ -171,44 +184,38 @@ def fractional_area_change(frames: np.ndarray, view: str, geo: EchoGeometry) -> 
 def plax_septum_mm(frames: np.ndarray, geo: EchoGeometry) -> float:
     """Interventricular septal thickness at end-diastole from a PLAX clip, mm.
 
-    End-diastole = frame with the largest LV cavity. A vertical intensity profile through the
-    cavity centre (5 columns averaged) is followed upward from the cavity: the septum is the
-    bright run between the LV cavity and the RVOT, its edges at half height between the blood and
-    the septal peak.
+    End-diastole = frame with the largest LV cavity. In columns through the mid-LV the septum is
+    the tissue between the top edge of the LV pool and the bottom edge of the pool above it (the
+    RVOT); the median over 5 columns is returned (NaN when no RVOT lies within 3 cm).
     """
     sector = sector_mask(frames)
     min_px = int(0.8 / geo.cm_per_px ** 2)
     best_area, best = 0, None
     for frame in frames[:: max(1, len(frames) // 12)]:
         lab, n = _dark_components(frame, sector, min_px)
-        mask = _component_near(lab, n, geo, _LV_TARGET["PLAX"])
+        mask = _component_near(lab, n, geo, _LV_TARGET["PLAX"], radius_cm=3.5)
         if mask is not None and mask.sum() > best_area:
-            best_area, best = mask.sum(), (frame, mask)
+            best_area, best = mask.sum(), (lab, mask)
     if best is None:
         return float("nan")
-    frame, mask = best
+    lab, mask = best
     ys, xs = np.nonzero(mask)
-    # A column through the mid-LV, left of the LVOT (the cavity may connect to the aortic root).
-    col = int(round(xs.min() + 0.4 * (xs.max() - xs.min())))
-    in_col = ys[xs == col]
-    if len(in_col) < 3:
+    # Columns through the mid-LV, left of the LVOT (the cavity may connect to the aortic root).
+    mid = int(round(xs.min() + 0.4 * (xs.max() - xs.min())))
+    reach = int(3.0 / geo.cm_per_px)
+    gaps = []
+    for col in range(mid - 2, mid + 3):
+        rows = ys[xs == col]
+        if len(rows) == 0:
+            continue
+        top = int(rows.min())
+        above = (lab[max(0, top - reach):top, col] > 0) & ~mask[max(0, top - reach):top, col]
+        hit = np.nonzero(above[::-1])[0]
+        if len(hit):
+            gaps.append(hit[0])
+    if not gaps:
         return float("nan")
-    top, bottom = int(in_col.min()), int(in_col.max())
-    prof = ndimage.gaussian_filter1d(frame[:, max(0, col - 2):col + 3].astype(np.float32).mean(axis=1), 0.8)
-    blood = float(np.median(prof[top:bottom + 1]))
-    span = int(2.5 / geo.cm_per_px)
-    up = prof[max(0, top - span):top + 1][::-1]        # from the cavity edge upward, 2.5 cm
-    peak_i = int(np.argmax(up))
-    half = blood + 0.5 * (up[peak_i] - blood)
-    lo = peak_i
-    while lo > 0 and up[lo] > half:
-        lo -= 1
-    hi = peak_i
-    while hi < len(up) - 1 and up[hi] > half:
-        hi += 1
-    if hi == len(up) - 1:
-        return float("nan")  # no RVOT above: not a usable profile
-    return float((hi - lo) * geo.cm_per_px * 10)
+    return float(np.median(gaps) * geo.cm_per_px * 10)
 
 
 def pool_area_near(frames: np.ndarray, geo: EchoGeometry, target_cm: tuple[float, float]) -> float:
