@@ -83,7 +83,7 @@ def synth_ecg(exam: Exam, rng: np.random.Generator, fs: float, duration_s: float
 
     # --- QRS timing. LV dysfunction prolongs QRS (QRS > 120 ms in ~1/3 of HFrEF, and QRS width
     # rises as EF falls: Kashani & Barold 2005); LBBB adds ~40-60 ms.
-    qrs = 86.0 + 0.9 * max(0.0, 52.0 - exam.lvef) + 0.08 * (exam.lvedv - 100) + rng.normal(0, 6)
+    qrs = 86.0 + 0.8 * max(0.0, 52.0 - exam.lvef) + 0.06 * (exam.lvedv - 100) + rng.normal(0, 8)
     if exam.lbbb:
         qrs += rng.uniform(38, 60)
     qrs = float(np.clip(qrs, 70, 190)) / 1000.0
@@ -96,7 +96,7 @@ def synth_ecg(exam: Exam, rng: np.random.Generator, fs: float, duration_s: float
     axis = float(np.clip(axis, -60, 160))
     # Posterior tilt of the LV force: dilated/failing LVs rotate it posteriorly and lose anterior
     # forces: poor R-wave progression V1-V4 (DePace 1983; Zema 1980).
-    tilt = np.deg2rad(22 + 0.55 * max(0.0, 55.0 - exam.lvef) + rng.normal(0, 6))
+    tilt = np.deg2rad(22 + 0.35 * max(0.0, 55.0 - exam.lvef) + rng.normal(0, 10))
     ax = np.deg2rad(axis)
     u_main = np.array([np.cos(tilt) * np.cos(ax), np.cos(tilt) * np.sin(ax), -np.sin(tilt)])
 
@@ -104,8 +104,8 @@ def synth_ecg(exam: Exam, rng: np.random.Generator, fs: float, duration_s: float
     # RaVL+SV3 > 2.8/2.0 mV are LVH criteria); body habitus (fat, lungs, chest wall) scales it
     # independently, which is why voltage criteria are insensitive.
     habitus = rng.lognormal(0.0, 0.24) * (0.92 if exam.sex == "F" else 1.0)
-    lv_volt = 2.3 * (exam.lv_mass / 160.0) ** 0.8
-    lv_volt *= 1.0 - 0.25 * max(0.0, 40.0 - exam.lvef) / 30.0  # scarred, failing LV: lower forces
+    lv_volt = 2.3 * (exam.lv_mass / 160.0) ** 0.65
+    lv_volt *= 1.0 - 0.15 * max(0.0, 40.0 - exam.lvef) / 30.0  # scarred, failing LV: lower forces
     rv_volt = 0.18 + 0.07 * max(0.0, exam.rv_diameter - 36)    # RV hypertrophy/dilation: R in V1
     septal = 0.28 * (1.0 - 0.6 * max(0.0, 50.0 - exam.lvef) / 35.0)
     if exam.lbbb:
