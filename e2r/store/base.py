@@ -82,6 +82,12 @@ class CollectionInfo:
     metadata: dict
 
 
+def record_from_engine(r: Any, with_vectors: bool) -> Record:
+    """A Record from a point as either engine returns it (both expose id, payload, vector)."""
+    vec = np.asarray(r.vector, dtype=np.float32) if with_vectors and r.vector is not None else None
+    return Record(str(r.id), dict(r.payload or {}), vec)
+
+
 def plain_payload(payload: Optional[Mapping[str, Any]], where: str = "payload") -> dict:
     """The payload as plain JSON types (numpy scalars/arrays and tuples converted; NaN -> None)."""
     if payload is None:

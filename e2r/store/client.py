@@ -24,6 +24,7 @@ from e2r.store.base import (
     Hit,
     Point,
     Record,
+    record_from_engine,
     VectorStore,
     _check_id,
     as_query,
@@ -175,7 +176,7 @@ class ClientStore(VectorStore):
         with self._errors():
             found = {str(r.id): r for r in self._client.retrieve(name, wanted, with_payload=True,
                                                                   with_vectors=bool(with_vectors))}
-        return [_record(found[i], with_vectors) for i in wanted if i in found]
+        return [record_from_engine(found[i], with_vectors) for i in wanted if i in found]
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
         """Delete by ID."""
@@ -196,7 +197,7 @@ class ClientStore(VectorStore):
                                                       offset=offset, with_payload=True,
                                                       with_vectors=bool(with_vectors))
             for r in records:
-                yield _record(r, with_vectors)
+                yield record_from_engine(r, with_vectors)
             if offset is None:
                 return
 
@@ -248,11 +249,6 @@ class _ClientErrors:
 def _one_line(x: Any) -> str:
     text = str(x).strip().splitlines()
     return text[0][:300] if text else type(x).__name__
-
-
-def _record(r: Any, with_vectors: bool) -> Record:
-    vec = np.asarray(r.vector, dtype=np.float32) if with_vectors and r.vector is not None else None
-    return Record(str(r.id), dict(r.payload or {}), vec)
 
 
 def _qm_filter(f: Optional[Filter]) -> Optional[qm.Filter]:

@@ -35,6 +35,7 @@ from e2r.store.base import (
     Hit,
     Point,
     Record,
+    record_from_engine,
     VectorStore,
     _check_id,
     as_query,
@@ -204,7 +205,7 @@ class EdgeStore(VectorStore):
             return []
         with _edge_errors(f"reading collection {name!r}"):
             found = {str(r.id): r for r in shard.retrieve(wanted, True, bool(with_vectors))}
-        return [_record(found[i], with_vectors) for i in wanted if i in found]
+        return [record_from_engine(found[i], with_vectors) for i in wanted if i in found]
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
         """Delete by ID."""
@@ -226,7 +227,7 @@ class EdgeStore(VectorStore):
             with _edge_errors(f"reading collection {name!r}"):
                 records, offset = shard.scroll(request)
             for r in records:
-                yield _record(r, with_vectors)
+                yield record_from_engine(r, with_vectors)
             if offset is None:
                 return
 
@@ -292,11 +293,6 @@ class EdgeStore(VectorStore):
 
 def _plain_name(name: str) -> bool:
     return isinstance(name, str) and bool(name) and "/" not in name and not name.startswith(".")
-
-
-def _record(r: Any, with_vectors: bool) -> Record:
-    vec = np.asarray(r.vector, dtype=np.float32) if with_vectors and r.vector is not None else None
-    return Record(str(r.id), dict(r.payload or {}), vec)
 
 
 def _edge_filter(f: Optional[Filter]) -> Optional[qe.Filter]:
