@@ -91,9 +91,6 @@ class Searcher:
                 f"with {self.model_hash}; search with the model the collection was built with"
             )
         self.loaded = model
-        self.n_points = store.count(collection)
-        if self.n_points == 0:
-            raise StoreError(f"collection {collection!r} is empty; index an archive into it with `e2r index`")
 
     # -- encoding ---------------------------------------------------------------------------
     def encode(self, ecg_paths: list[str | Path]) -> tuple[np.ndarray, list[dict[str, Any]], float]:
@@ -176,11 +173,14 @@ class Searcher:
 
         t0 = time.perf_counter()
         hits = self.store.search(self.collection, vector, top_k=top_k, filter=filter)
+        if not hits and filter is None:
+            # Checked here rather than with count(), which costs a second at 100k studies.
+            raise StoreError(f"collection {self.collection!r} is empty; index an archive into it with `e2r index`")
         # "Labelled" = carries an LVEF class; the schema leaves unknown fields out of the payload.
         labelled_filter = Filter(must=(*(filter.must if filter else ()), Condition("lvef_class", "any", list(LVEF_CLASSES))))
         labelled = self.store.search(self.collection, vector, top_k=k, filter=labelled_filter)
         t1 = time.perf_counter()
-        notes = []
+        notes = [] if hits else ["no study matches the filter"]
         if len(labelled) < k:
             notes.append(f"only {len(labelled)} labelled studies match; the estimate uses {len(labelled)} instead of k={k}")
         estimate = knn_estimate(
