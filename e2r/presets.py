@@ -56,6 +56,7 @@ class EchoEncoderConfig:
     depth: int = 3  # own encoder: number of (2+1)-D conv stages after the stem
     out_dim: int = 64  # E, the per-video embedding width (512 for echoprime)
     weights: str | None = None  # echoprime: the EchoPrime encoder state_dict file
+    frozen: bool = False  # "video": freeze e2r's encoder (the paper freezes its echo encoder; embeddings are cached)
 
     @property
     def channels(self) -> int:

@@ -7,7 +7,6 @@ patient in two splits is refused: the numbers would leak).
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -17,22 +16,9 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from e2r.errors import DataError, E2RError
+from e2r.pairs import SPLITS, PairRow, read_pairs
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("train", "val", "test")
-PAIR_COLUMNS = ("ecg_path", "study_uid", "patient_id", "split")
-
-
-@dataclass(frozen=True)
-class PairRow:
-    """One pairs-CSV row; `ecg_path` resolved against the CSV's folder, "" for an archive-only study."""
-
-    ecg_path: str
-    study_uid: str
-    patient_id: str
-    split: str
-
 
 @dataclass(frozen=True)
 class Splits:
@@ -69,30 +55,13 @@ def read_splits(pairs_csv: str | Path, phenotypes_csv: str | Path) -> Splits:
     from e2r.phenotypes import read_phenotypes
 
     pairs_csv = Path(pairs_csv)
-    if not pairs_csv.is_file():
-        raise DataError(f"{pairs_csv}: pairs CSV not found; pass --pairs with the CSV described in the README")
-    try:
-        with pairs_csv.open(newline="") as fh:
-            reader = csv.DictReader(fh)
-            missing = [c for c in PAIR_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise DataError(f"{pairs_csv}: missing column(s) {', '.join(missing)}; a pairs CSV needs "
-                                f"{', '.join(PAIR_COLUMNS)}")
-            rows = []
-            for line, rec in enumerate(reader, start=2):
-                ecg = (rec.get("ecg_path") or "").strip()
-                if ecg and not Path(ecg).is_absolute():
-                    ecg = str(pairs_csv.parent / ecg)
-                split = (rec.get("split") or "").strip().lower()
-                if split not in SPLITS:
-                    raise DataError(f"{pairs_csv}:{line}: split {split!r} is not one of {', '.join(SPLITS)}; "
-                                    "give every row a train/val/test split by patient")
-                uid = (rec.get("study_uid") or "").strip()
-                if not uid:
-                    raise DataError(f"{pairs_csv}:{line}: empty study_uid; every row names its echo study")
-                rows.append(PairRow(ecg, uid, (rec.get("patient_id") or "").strip(), split))
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise DataError(f"{pairs_csv}: cannot read the pairs CSV ({err})") from None
+    rows = read_pairs(pairs_csv)
+    for r in rows:
+        if r.split not in SPLITS:
+            raise DataError(f"{pairs_csv}:{r.line}: split {r.split!r} is not one of {', '.join(SPLITS)}; "
+                            "give every row a train/val/test split by patient")
+        if not r.study_uid:
+            raise DataError(f"{pairs_csv}:{r.line}: empty study_uid; every row names its echo study")
     _check_patient_splits(pairs_csv, rows)
     if not any(r.ecg_path and r.split == "test" for r in rows):
         raise DataError(f"{pairs_csv}: no test-split row with an ECG; the benchmark evaluates on the test split")

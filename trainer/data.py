@@ -9,7 +9,6 @@ training refuses with DataError when fewer than `min_pairs` training pairs remai
 
 from __future__ import annotations
 
-import csv
 import functools
 import logging
 from collections import Counter
@@ -20,24 +19,11 @@ from typing import Any, Optional
 import numpy as np
 
 from e2r.errors import DataError
+from e2r.pairs import PairRow, read_pairs  # noqa: F401  (read_pairs is part of this module's API)
 from trainer.config import TrainConfig
 from trainer.video_cache import build_cached_array, cache_key, decode_for_cache, read_for_cache
 
 log = logging.getLogger(__name__)
-
-PAIR_COLUMNS = ("ecg_path", "study_uid", "patient_id", "split")
-
-
-@dataclass(frozen=True)
-class PairRow:
-    """One row of the pairs CSV (ecg_path resolved against the CSV's folder; "" when unpaired)."""
-
-    ecg_path: str
-    study_uid: str
-    patient_id: str
-    split: str
-    line: int
-
 
 @dataclass(frozen=True)
 class Pair:
@@ -112,29 +98,6 @@ def resolve_inputs(data: str | Path, archive: str | Path | None) -> tuple[Path, 
     if not root.is_dir():
         raise DataError(f"echo archive {root}: not a folder; point --archive at the DICOM archive")
     return csv_path, root
-
-
-def read_pairs(csv_path: str | Path) -> list[PairRow]:
-    """Read the pairs CSV; relative ECG paths are taken relative to the CSV's folder."""
-    csv_path = Path(csv_path)
-    try:
-        with open(csv_path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            missing = [c for c in PAIR_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise DataError(f"{csv_path}: missing column(s) {', '.join(missing)}; "
-                                f"a pairs CSV needs {', '.join(PAIR_COLUMNS)}")
-            rows = []
-            for line, rec in enumerate(reader, start=2):
-                ecg = (rec.get("ecg_path") or "").strip()
-                if ecg and not Path(ecg).is_absolute():
-                    ecg = str(csv_path.parent / ecg)
-                rows.append(PairRow(ecg, (rec.get("study_uid") or "").strip(),
-                                    (rec.get("patient_id") or "").strip(),
-                                    (rec.get("split") or "train").strip().lower(), line))
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise DataError(f"{csv_path}: cannot read the pairs CSV ({err})") from None
-    return rows
 
 
 def _ecg_exists(path: str) -> bool:

@@ -38,6 +38,8 @@ class Echo2ECG(nn.Module):
             self.video_encoder: nn.Module = EchoPrimeEncoder(preset.echo, load_weights=load_weights)
         else:
             self.video_encoder = VideoEncoder(preset.echo)
+            if preset.echo.frozen:
+                self.video_encoder.requires_grad_(False)
         self.aggregator = StudyAggregator(preset.aggregation, preset.echo.out_dim)
         self.ecg_head = nn.Linear(preset.ecg.dim, preset.embed_dim)
         self.echo_head = nn.Linear(preset.aggregation.proj_dim, preset.embed_dim)
@@ -48,8 +50,8 @@ class Echo2ECG(nn.Module):
 
     @property
     def video_encoder_frozen(self) -> bool:
-        """True when the per-video encoder is frozen (EchoPrime): its embeddings can be cached."""
-        return self.preset.echo.kind == "echoprime"
+        """True when the per-video encoder is frozen (EchoPrime, or `echo.frozen`): its embeddings can be cached."""
+        return self.preset.echo.kind == "echoprime" or self.preset.echo.frozen
 
     def encode_ecg(self, ecg: torch.Tensor) -> torch.Tensor:
         """(B, 12, N) preprocessed ECG -> (B, D) L2-normalised embedding."""

@@ -1,0 +1,51 @@
+"""The pairs CSV shared by training and evaluation: which ECG goes with which echo study.
+
+Columns: `ecg_path` (relative to the CSV's folder, or absolute; empty for an archive study without
+an ECG), `study_uid`, `patient_id`, `split` (train / val / test, by patient), optionally `days`.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from e2r.errors import DataError
+
+PAIR_COLUMNS = ("ecg_path", "study_uid", "patient_id", "split")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class PairRow:
+    """One row; `ecg_path` resolved against the CSV's folder ("" when the study has no ECG)."""
+
+    ecg_path: str
+    study_uid: str
+    patient_id: str
+    split: str  # lower-cased as written ("" when empty); callers decide what an odd value means
+    line: int   # 1-based line in the CSV, for messages
+
+
+def read_pairs(csv_path: str | Path) -> list[PairRow]:
+    """Read a pairs CSV; DataError naming the file when it is missing, unreadable or lacks columns."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise DataError(f"{csv_path}: pairs CSV not found; give the pairs CSV described in the README")
+    try:
+        with csv_path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in PAIR_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise DataError(f"{csv_path}: missing column(s) {', '.join(missing)}; "
+                                f"a pairs CSV needs {', '.join(PAIR_COLUMNS)}")
+            rows = []
+            for line, rec in enumerate(reader, start=2):
+                ecg = (rec.get("ecg_path") or "").strip()
+                if ecg and not Path(ecg).is_absolute():
+                    ecg = str(csv_path.parent / ecg)
+                rows.append(PairRow(ecg, (rec.get("study_uid") or "").strip(), (rec.get("patient_id") or "").strip(),
+                                    (rec.get("split") or "").strip().lower(), line))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"{csv_path}: cannot read the pairs CSV ({err})") from None
+    return rows
