@@ -267,3 +267,14 @@ def test_tiny_learns_paired_structure():
         losses.append(float(loss.detach()))
     print("losses", [round(x, 3) for x in losses])
     assert min(losses[-2:]) < losses[0] - 0.15
+
+
+def test_frozen_own_video_encoder_is_not_trained_and_is_cacheable():
+    from e2r.presets import with_overrides
+
+    m = Echo2ECG(with_overrides(get_preset("tiny"), echo__frozen=True))
+    assert m.video_encoder_frozen
+    assert not any(p.requires_grad for p in m.video_encoder.parameters())
+    assert any(p.requires_grad for p in m.ecg_encoder.parameters())
+    names = {n for g in m.param_groups(1e-3, 0.0, 0.75) for n in [g["name"]]}
+    assert not any("video" in n for n in names)
