@@ -21,6 +21,7 @@ demo: setup
 
 # pytest exits 5 when no test ran; `set -e` semantics make that a failure too.
 test: setup
+	$(BIN)/ruff check e2r trainer indexer queries tests bench
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 

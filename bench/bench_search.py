@@ -67,7 +67,6 @@ def main() -> None:
 
     from e2r.bundle import load_model
     from e2r.store import open_store
-    from model_fixtures import write_tiny_bundle
     from queries.search import Searcher
     from test_search import write_ecg
 

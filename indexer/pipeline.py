@@ -12,7 +12,6 @@ import hashlib
 import logging
 import multiprocessing as mp
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
