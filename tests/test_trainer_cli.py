@@ -75,3 +75,22 @@ def test_train_table_then_resume_json(cohort, tmp_path):
     assert doc["pairs"]["train"] + doc["pairs"]["val"] == 10 and doc["pairs"]["skipped"] == 0
     assert doc["hash"] == json.loads((out / "bundle.json").read_text())["hash"]
     assert 0 <= doc["val"]["recall@1"] <= 1 and doc["val"]["chance_recall@1"] > 0
+
+
+def test_freeze_echo_and_temperature_flags_reach_the_bundle(cohort, tmp_path):
+    from e2r.bundle import load_model
+
+    out = tmp_path / "frozen"
+    res = runner.invoke(app, ["train", "--data", str(cohort), "--out", str(out), "--cache-dir", str(tmp_path / "c"),
+                              "--epochs", "1", "--batch-size", "4", "--min-pairs", "4", "--quiet",
+                              "--freeze-echo", "--temperature", "0.2"])
+    assert res.exit_code == 0, res.output
+    loaded = load_model(out)
+    assert loaded.preset.echo.frozen and loaded.model.video_encoder_frozen
+    assert abs(loaded.preset.temperature - 0.2) < 1e-9
+
+
+def test_missing_weight_file_is_one_line(cohort, tmp_path):
+    res = runner.invoke(app, ["train", "--data", str(cohort), "--out", str(tmp_path / "m"),
+                              "--preset", "base-echoprime", "--echo-weights", str(tmp_path / "nope.pt")])
+    assert res.exit_code == 1 and "Error: --echo-weights" in res.output and "Traceback" not in res.output

@@ -38,6 +38,10 @@ def train(
     augment: bool = typer.Option(True, "--augment/--no-augment", help="ECG augmentations of the paper."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>/checkpoints/last.pt after an interruption."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="InfoNCE temperature (default: the preset's)."),
+    freeze_echo: bool = typer.Option(False, "--freeze-echo", help="Freeze e2r's own video encoder and cache its embeddings (the paper freezes its echo encoder)."),
+    echo_weights: Optional[Path] = typer.Option(None, "--echo-weights", help="EchoPrime encoder weight file (preset base-echoprime)."),
+    ecg_weights: Optional[Path] = typer.Option(None, "--ecg-weights", help="OTiS ECG encoder weights to start from."),
     json_out: bool = JsonOpt,
 ) -> None:
     """Train Echo2ECG (ECG encoder + multi-view echo study encoder, CLIP loss) on paired data.
@@ -50,6 +54,8 @@ def train(
     import dataclasses
     import logging
 
+    from e2r.errors import ConfigError
+    from e2r.presets import get_preset, with_overrides
     from trainer.augment import AugmentConfig
     from trainer.config import make_train_config
     from trainer.loop import train as run_training
@@ -62,7 +68,20 @@ def train(
         warmup_epochs=warmup_epochs, seed=seed, device=device, workers=workers,
         min_pairs=min_pairs, max_videos_per_study=max_videos, resume=resume,
         augment=dataclasses.replace(AugmentConfig(), enabled=augment), progress=not quiet)
-    result = run_training(config)
+    overrides: dict[str, Any] = {}
+    if temperature is not None:
+        overrides["temperature"] = temperature
+    if freeze_echo:
+        overrides["echo__frozen"] = True
+    if echo_weights is not None:
+        overrides["echo__weights"] = str(echo_weights)
+    if ecg_weights is not None:
+        overrides["ecg__weights"] = str(ecg_weights)
+    for flag, path in (("--echo-weights", echo_weights), ("--ecg-weights", ecg_weights)):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{flag} {path}: no such weight file")
+    model_preset = with_overrides(get_preset(preset), **overrides) if overrides else None
+    result = run_training(config, preset=model_preset)
     if result.bundle_hash is None:  # a non-zero torchrun rank: rank 0 reports
         return
     summary = _summary(result)
