@@ -29,7 +29,7 @@ def index(
     qdrant_url: Optional[str] = QdrantUrlOpt,
     api_key: Optional[str] = ApiKeyOpt,
     shard: Optional[str] = typer.Option(None, "--shard", help="Index only slice i of n (0-based `i/n`), for n parallel workers."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Decoding processes beside the model (default: cores - 1; 0 = none)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Decoding processes beside the model (default: one per core; 0 = decode in the main process)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Studies per embedding/upsert batch."),
     shards: Optional[int] = typer.Option(None, "--shards", help="Qdrant server/cluster: shard number of a new collection."),
     replicas: Optional[int] = typer.Option(None, "--replicas", help="Qdrant server/cluster: replication factor of a new collection."),
