@@ -46,6 +46,7 @@ class IndexConfig:
     # 0 workers 26.5 studies/s, 1 worker 25.1, 2 workers 35.0), so one per core by default.
     workers: int = os.cpu_count() or 2
     batch_size: int = 32               # studies per encode + upsert batch
+    store_paths: bool = True           # keep source paths in the payload (layouts like MIMIC's put patient IDs in folder names)
     progress: bool = True
 
     def validate(self) -> None:

@@ -58,8 +58,12 @@ def build_payload(
     model_hash: str,
     salt: bytes,
     archive_root: Path,
+    store_paths: bool = True,
 ) -> dict[str, Any]:
-    """The payload of one study's point: identifiers, views, phenotypes and provenance."""
+    """The payload of one study's point: identifiers, views, phenotypes and provenance.
+
+    `store_paths=False` leaves the source paths out (for archives whose folder names carry patient IDs).
+    """
     videos = [study.videos[i] for i in used_videos]
     payload: dict[str, Any] = {
         "study_uid": study.study_uid,
@@ -67,7 +71,7 @@ def build_payload(
         "study_date": study_date_int(study.study_date) if study.study_date else None,
         "views": sorted({v.view or "unknown" for v in videos}),
         "n_videos": len(videos),
-        "source_paths": [_relative(Path(v.path), archive_root) for v in videos],
+        "source_paths": [_relative(Path(v.path), archive_root) for v in videos] if store_paths else None,
         "fingerprint": study_fingerprint(study),
         "model_hash": model_hash,
         "has_phenotypes": phenotypes is not None,

@@ -104,7 +104,8 @@ def index_archive(cfg: IndexConfig, store: Any, loaded: Any) -> IndexSummary:
         t2 = time.perf_counter()
         points = []
         for (study, decoded), vector in zip(batch, vectors):
-            payload = build_payload(study, decoded.used, phenotypes.get(study.study_uid), loaded.hash, salt, cfg.archive)
+            payload = build_payload(study, decoded.used, phenotypes.get(study.study_uid), loaded.hash, salt,
+                                    cfg.archive, cfg.store_paths)
             points.append(Point(id=point_id_for(study.study_uid), vector=vector, payload=payload))
             summary.with_phenotypes += int(payload["has_phenotypes"])
             summary.videos_indexed += len(decoded.used)

@@ -212,3 +212,15 @@ def test_sigkill_midway_then_rerun_loses_and_duplicates_nothing(bundle, tmp_path
     with open_store(home) as store:
         seen = [r.payload["study_uid"] for r in store.iterate("echo_studies")]
     assert sorted(seen) == sorted(uids)
+
+
+def test_no_paths_keeps_folder_names_out_of_the_index(archive, bundle, tmp_path):
+    from e2r.store import open_store
+
+    root, _ = archive
+    home = tmp_path / "home"
+    assert _index(root, bundle, home, "--no-paths").exit_code == 0
+    with open_store(home) as store:
+        payloads = [r.payload for r in store.iterate("echo_studies")]
+    assert payloads and all("source_paths" not in p for p in payloads)
+    assert "p00" not in json.dumps(payloads)

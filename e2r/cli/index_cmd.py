@@ -33,6 +33,7 @@ def index(
     batch_size: int = typer.Option(32, "--batch-size", help="Studies per embedding/upsert batch."),
     shards: Optional[int] = typer.Option(None, "--shards", help="Qdrant server/cluster: shard number of a new collection."),
     replicas: Optional[int] = typer.Option(None, "--replicas", help="Qdrant server/cluster: replication factor of a new collection."),
+    store_paths: bool = typer.Option(True, "--paths/--no-paths", help="Keep source file paths (relative to ARCHIVE) in the index; --no-paths when folder names carry patient IDs."),
     stats: bool = typer.Option(False, "--stats", help="Show what is in the store (collections, counts, model, phenotype coverage) and exit."),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -64,7 +65,7 @@ def index(
         archive=archive, model_dir=model, phenotypes=phenotypes, collection=collection,
         data_dir=data_dir, url=qdrant_url, api_key=api_key,
         salt_path=home_dir(data_dir) / "patient_salt", shard=Shard.parse(shard),
-        batch_size=batch_size, progress=not as_json,
+        batch_size=batch_size, progress=not as_json, store_paths=store_paths,
         **({} if workers is None else {"workers": workers}),
     )
     cfg.validate()
