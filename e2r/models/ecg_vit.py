@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from e2r.errors import ConfigError
+from e2r.models.weights import read_state_dict_file
 from e2r.presets import ECGEncoderConfig
 
 log = logging.getLogger(__name__)
@@ -224,20 +225,7 @@ def load_otis_weights(encoder: ECGViT, path: str | Path) -> tuple[list[str], lis
     Raises ConfigError when the file is missing/unreadable or a tensor's shape does not fit.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: OTiS weight file not found; fix ECGEncoderConfig.weights")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file
-        raise ConfigError(f"{path}: cannot read OTiS weights ({exc.__class__.__name__}); "
-                          "pass a torch state_dict file") from exc
-    if isinstance(ckpt, dict):
-        for wrapper in ("model", "state_dict"):
-            if isinstance(ckpt.get(wrapper), dict):
-                ckpt = ckpt[wrapper]
-                break
-    if not isinstance(ckpt, dict):
-        raise ConfigError(f"{path}: OTiS weights are not a state_dict; pass a torch state_dict file")
+    ckpt = read_state_dict_file(path, "OTiS", "pass a torch state_dict file (ECGEncoderConfig.weights / --ecg-weights)")
     sd = convert_otis_state_dict(ckpt, encoder.cfg)
     own = encoder.state_dict()
     for key, value in sd.items():

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from e2r.errors import ConfigError
+from e2r.models.weights import read_state_dict_file
 from e2r.presets import EchoEncoderConfig
 
 log = logging.getLogger(__name__)
@@ -41,20 +42,8 @@ def build_mvit(out_dim: int = 512) -> nn.Module:
 
 def read_echoprime_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read an EchoPrime encoder file: a state_dict, or {"state_dict"/"model": ...}, "module." ok."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: EchoPrime weight file not found; pass the path of "
-                          "echo_prime_encoder.pt (echo.weights / --echo-weights)")
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ConfigError(f"{path}: cannot read EchoPrime weights ({exc.__class__.__name__}); "
-                          "pass EchoPrime's echo_prime_encoder.pt") from exc
-    if isinstance(sd, dict):
-        for wrapper in ("state_dict", "model"):
-            if isinstance(sd.get(wrapper), dict):
-                sd = sd[wrapper]
-                break
+    sd = read_state_dict_file(path, "EchoPrime", "pass the path of EchoPrime's echo_prime_encoder.pt "
+                              "(echo.weights / --echo-weights)")
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise ConfigError(f"{path}: not a state_dict of tensors; pass EchoPrime's echo_prime_encoder.pt")
     return {k.removeprefix("module."): v for k, v in sd.items()}
