@@ -92,7 +92,7 @@ def index_archive(cfg: IndexConfig, store: Any, loaded: Any) -> IndexSummary:
     summary.unchanged = len(studies) - len(todo)
     salt = load_or_create_salt(cfg.salt_path) if cfg.salt_path else b""
 
-    t_decode_wait = t_model = t_store = 0.0
+    t_decode_cpu = t_model = t_store = 0.0
     batch: list[tuple[StudyInfo, DecodedStudy]] = []
 
     def flush() -> None:
@@ -106,10 +106,11 @@ def index_archive(cfg: IndexConfig, store: Any, loaded: Any) -> IndexSummary:
         for (study, decoded), vector in zip(batch, vectors):
             payload = build_payload(study, decoded.used, phenotypes.get(study.study_uid), loaded.hash, salt,
                                     cfg.archive, cfg.store_paths)
-            points.append(Point(id=point_id_for(study.study_uid), vector=vector, payload=payload))
+            pid = point_id_for(study.study_uid)
+            points.append(Point(id=pid, vector=vector, payload=payload))
             summary.with_phenotypes += int(payload["has_phenotypes"])
             summary.videos_indexed += len(decoded.used)
-            if point_id_for(study.study_uid) in replaced_ids:
+            if pid in replaced_ids:
                 summary.replaced += 1
             else:
                 summary.indexed += 1
@@ -122,7 +123,7 @@ def index_archive(cfg: IndexConfig, store: Any, loaded: Any) -> IndexSummary:
     bar = _progress(len(todo), cfg.progress)
     t_loop = time.perf_counter()
     for decoded in _decoded_stream(jobs, cfg.workers):
-        t_decode_wait += decoded.seconds
+        t_decode_cpu += decoded.seconds
         study = todo[decoded.job_index]
         summary.videos_failed += len(decoded.errors)
         if not decoded.used:
@@ -142,7 +143,7 @@ def index_archive(cfg: IndexConfig, store: Any, loaded: Any) -> IndexSummary:
     t_opt = time.perf_counter()
     store.optimize(cfg.collection)  # build the search index now, even when a re-run changed nothing
     t_store += time.perf_counter() - t_opt
-    summary.seconds["decode_cpu"] = t_decode_wait
+    summary.seconds["decode_cpu"] = t_decode_cpu
     summary.seconds["model"] = t_model
     summary.seconds["store"] = t_store
     summary.seconds["embed_loop_wall"] = time.perf_counter() - t_loop

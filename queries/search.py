@@ -93,27 +93,25 @@ class Searcher:
         self.loaded = model
 
     # -- encoding ---------------------------------------------------------------------------
-    def encode(self, ecg_paths: list[str | Path]) -> tuple[np.ndarray, list[dict[str, Any]], float]:
-        """Read, preprocess and encode ECGs; returns (embeddings (B, D), ECG summaries, read ms)."""
+    def _prepare(self, path: str | Path) -> tuple[Any, dict[str, Any]]:
+        """Read and preprocess one ECG with the bundle's settings; (PreprocessedECG, ECG summary)."""
         from e2r.ecg_io import read_ecg
         from e2r.ecg_preprocess import preprocess_ecg
+
+        record = read_ecg(path)
+        pre = preprocess_ecg(record, self.loaded.preset.ecg_preprocess)
+        info = {"path": str(path), "fs": record.fs, "duration_s": round(record.duration_s, 3),
+                "derived_leads": list(record.derived), "notes": list(pre.notes)}  # notes hold reader warnings
+        return pre, info
+
+    def encode(self, ecg_paths: list[str | Path]) -> tuple[np.ndarray, list[dict[str, Any]], float]:
+        """Read, preprocess and encode ECGs; returns (embeddings (B, D), ECG summaries, read ms)."""
         from e2r.encode import encode_ecg
 
         t0 = time.perf_counter()
-        prepared, infos = [], []
-        for path in ecg_paths:
-            record = read_ecg(path)
-            pre = preprocess_ecg(record, self.loaded.preset.ecg_preprocess)
-            prepared.append(pre)
-            infos.append({
-                "path": str(path),
-                "fs": record.fs,
-                "duration_s": round(record.duration_s, 3),
-                "derived_leads": list(record.derived),
-                "notes": list(pre.notes) + list(getattr(record, "warnings", ())),
-            })
+        prepared, infos = zip(*(self._prepare(path) for path in ecg_paths))
         t1 = time.perf_counter()
-        return encode_ecg(self.loaded.model, prepared), infos, (t1 - t0) * 1000
+        return encode_ecg(self.loaded.model, list(prepared)), list(infos), (t1 - t0) * 1000
 
     # -- one query ------------------------------------------------------------------------------
     def search(
@@ -141,8 +139,6 @@ class Searcher:
         weighting: str = "softmax",
     ) -> Iterator[tuple[str, Optional[SearchResult], Optional[str]]]:
         """Yield (path, result, error) per ECG; unreadable records give an error, never stop the run."""
-        from e2r.ecg_io import read_ecg
-        from e2r.ecg_preprocess import preprocess_ecg
         from e2r.encode import encode_ecg
 
         paths = [str(p) for p in ecg_paths]
@@ -151,15 +147,13 @@ class Searcher:
             ok_paths, prepared, infos = [], [], []
             for path in chunk:
                 try:
-                    record = read_ecg(path)
-                    pre = preprocess_ecg(record, self.loaded.preset.ecg_preprocess)
+                    pre, info = self._prepare(path)
                 except E2RError as err:
                     yield path, None, str(err)
                     continue
                 ok_paths.append(path)
                 prepared.append(pre)
-                infos.append({"path": path, "fs": record.fs, "duration_s": round(record.duration_s, 3),
-                              "derived_leads": list(record.derived), "notes": list(pre.notes)})
+                infos.append(info)
             if not prepared:
                 continue
             emb = encode_ecg(self.loaded.model, prepared)

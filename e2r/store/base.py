@@ -82,6 +82,14 @@ class CollectionInfo:
     metadata: dict
 
 
+def check_dims(name: str, points: Sequence[Point], dim: int) -> None:
+    """StoreError naming the first point whose vector does not have the collection's size."""
+    for p in points:
+        if p.vector.shape[0] != dim:
+            raise StoreError(f"point {p.id}: vector has {p.vector.shape[0]} values, collection "
+                             f"{name!r} holds {dim}-d vectors")
+
+
 def record_from_engine(r: Any, with_vectors: bool) -> Record:
     """A Record from a point as either engine returns it (both expose id, payload, vector)."""
     vec = np.asarray(r.vector, dtype=np.float32) if with_vectors and r.vector is not None else None

@@ -24,6 +24,7 @@ from e2r.store.base import (
     Hit,
     Point,
     Record,
+    check_dims,
     record_from_engine,
     VectorStore,
     _check_id,
@@ -140,11 +141,7 @@ class ClientStore(VectorStore):
     # -- points ------------------------------------------------------------------------------
     def upsert(self, name: str, points: Sequence[Point]) -> None:
         """Write points and wait until the server has applied them."""
-        dim = self.dim(name)
-        for p in points:
-            if p.vector.shape[0] != dim:
-                raise StoreError(f"point {p.id}: vector has {p.vector.shape[0]} values, collection "
-                                 f"{name!r} holds {dim}-d vectors")
+        check_dims(name, points, self.dim(name))
         for start in range(0, len(points), _UPSERT_CHUNK):
             batch = [qm.PointStruct(id=p.id, vector=p.vector.tolist(), payload=p.payload)
                      for p in points[start:start + _UPSERT_CHUNK]]

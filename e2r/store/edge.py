@@ -35,6 +35,7 @@ from e2r.store.base import (
     Hit,
     Point,
     Record,
+    check_dims,
     record_from_engine,
     VectorStore,
     _check_id,
@@ -166,10 +167,7 @@ class EdgeStore(VectorStore):
     def upsert(self, name: str, points: Sequence[Point]) -> None:
         """Write points; they are in the WAL (and survive a kill) when this returns."""
         shard, dim = self._shard(name), self.dim(name)
-        for p in points:
-            if p.vector.shape[0] != dim:
-                raise StoreError(f"point {p.id}: vector has {p.vector.shape[0]} values, collection "
-                                 f"{name!r} holds {dim}-d vectors")
+        check_dims(name, points, dim)
         for start in range(0, len(points), _UPSERT_CHUNK):
             batch = [qe.Point(p.id, p.vector, p.payload) for p in points[start:start + _UPSERT_CHUNK]]
             with _edge_errors(f"writing to collection {name!r}"):
