@@ -45,6 +45,11 @@ class LoadedModel:
     meta: dict
     path: Path
 
+    @property
+    def echo_tower_hash(self) -> str | None:
+        """Hash of the frozen echo tower (or EchoPrime file) the model was aligned to, if any."""
+        return (self.meta.get("echo_tower") or {}).get("hash")
+
 
 def content_hash(preset_dict: dict, state_dict: dict[str, torch.Tensor]) -> str:
     """sha256 (hex, first 16) of the preset description and the weights."""
@@ -58,8 +63,11 @@ def content_hash(preset_dict: dict, state_dict: dict[str, torch.Tensor]) -> str:
 
 
 def save_bundle(model: Echo2ECG, out_dir: str | Path, train_config: dict | None = None,
-                data_summary: dict | None = None) -> str:
+                data_summary: dict | None = None, echo_tower: dict | None = None) -> str:
     """Write `model` as a bundle into out_dir (created if needed); returns the content hash.
+
+    `echo_tower`: {"kind", "hash", "path"} of the frozen echo encoder it was aligned to (recorded
+    so indexes can check it; e2r.echo_tower.EchoSource.describe()).
 
     Files are written to temporaries and moved into place, bundle.json last, so a crash never
     leaves a bundle.json that points at half-written weights.
@@ -85,6 +93,8 @@ def save_bundle(model: Echo2ECG, out_dir: str | Path, train_config: dict | None 
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "files": {"weights": WEIGHTS_FILE},
     }
+    if echo_tower:
+        meta["echo_tower"] = _jsonable(echo_tower)
     _atomic_write(out / WEIGHTS_FILE, lambda f: torch.save(state, f))
     _atomic_write(out / META_FILE, lambda f: f.write(json.dumps(meta, indent=2).encode()))
     log.info("saved model bundle %s (hash %s)", out, digest)

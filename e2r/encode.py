@@ -113,17 +113,23 @@ def encode_ecg(model, ecgs: Sequence[ECGInput], batch_size: int = 128, device=No
 
 
 def embed_videos(model, videos: Sequence[np.ndarray], batch_size: int = 32, device=None) -> np.ndarray:
-    """Decoded videos -> (N, E) float32 per-video features."""
+    """Decoded videos -> (N, E) float32 per-video features of the model's video encoder."""
     model = _unwrap(model)
-    dev = _device(model, device)
-    cfg = model.preset.echo
+    return encode_videos(model.video_encoder, model.preset.echo, videos, batch_size, device)
+
+
+def encode_videos(encoder: torch.nn.Module, echo_cfg: EchoEncoderConfig, videos: Sequence[np.ndarray],
+                  batch_size: int = 32, device=None) -> np.ndarray:
+    """Decoded videos -> (N, E) float32 through a per-video encoder alone (an Echo2ECG's, or an
+    echo tower's, e2r.echo_tower), in eval mode without gradients."""
+    dev = _device(encoder, device)
     out = []
-    with _inference(model, dev):
+    with _inference(encoder, dev):
         for i in range(0, len(videos), batch_size):
-            x = videos_to_tensor(videos[i:i + batch_size], cfg).to(dev)
-            out.append(model.embed_videos(x).float().cpu())
+            x = videos_to_tensor(videos[i:i + batch_size], echo_cfg).to(dev)
+            out.append(encoder(x).float().cpu())
     if not out:
-        return np.zeros((0, cfg.out_dim), dtype=np.float32)
+        return np.zeros((0, echo_cfg.out_dim), dtype=np.float32)
     return torch.cat(out).numpy()
 
 

@@ -26,7 +26,9 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
 
 from e2r.errors import DataError
 
@@ -120,3 +122,21 @@ def write_phenotypes(path: str | Path, rows: list[dict[str, Any]]) -> None:
         for row in rows:
             full = {**row, **derive_labels(row)}
             writer.writerow({k: ("" if full.get(k) is None else full.get(k)) for k in PHENOTYPE_COLUMNS})
+
+
+def phenotype_arrays(rows: Sequence[Optional[Mapping[str, Any]]], fields: Sequence[str]) -> dict[str, np.ndarray]:
+    """{field: float (N,)} from phenotype rows, NaN where missing."""
+    out = {f: np.full(len(rows), np.nan) for f in fields}
+    for i, row in enumerate(rows):
+        for f in fields:
+            v = row.get(f) if row else None
+            if v is not None:
+                out[f][i] = float(v)
+    return out
+
+
+def cohort_sd(phenotypes: Mapping[str, Mapping[str, Any]], fields: Sequence[str]) -> dict[str, float]:
+    """Population SD (ddof=0) of each field over every study of the phenotype CSV: the fixed width
+    of phenotype-aware relevance, the same for every arm, seed and direction."""
+    arrays = phenotype_arrays(list(phenotypes.values()), fields)
+    return {f: float(np.nanstd(a)) if np.isfinite(a).any() else float("nan") for f, a in arrays.items()}

@@ -161,6 +161,12 @@ def ensure_collection(store: Any, name: str, loaded: Any) -> None:
         store.create_collection(name, dim=dim, metadata=collection_metadata(loaded), payload_schema=STUDY_PAYLOAD_SCHEMA)
         return
     meta = store.get_metadata(name)
+    if meta.get("echo_tower_hash") != loaded.echo_tower_hash:
+        raise StoreError(
+            f"collection {name!r} was built with a model aligned to echo tower {meta.get('echo_tower_hash')}, "
+            f"but {loaded.path} is aligned to {loaded.echo_tower_hash}; index into another --collection "
+            "or use the model it was built with"
+        )
     if meta.get("model_hash") != loaded.hash:
         raise StoreError(
             f"collection {name!r} was built with model {meta.get('model_hash')} "
@@ -174,7 +180,8 @@ def collection_metadata(loaded: Any) -> dict[str, Any]:
     from e2r.store import collection_metadata as schema_metadata
 
     return schema_metadata(int(loaded.preset.embed_dim), model_hash=loaded.hash,
-                           model_path=str(Path(loaded.path).resolve()), extra={"preset": loaded.preset.name})
+                           model_path=str(Path(loaded.path).resolve()),
+                           extra={"preset": loaded.preset.name, "echo_tower_hash": loaded.echo_tower_hash})
 
 
 def _studies_to_index(store: Any, name: str, studies: list[StudyInfo], model_hash: str) -> tuple[list[StudyInfo], set[str]]:

@@ -120,24 +120,6 @@ def phenotype_rows(uids: Sequence[str], phenotypes: Mapping[str, Mapping[str, An
     return [phenotypes.get(u) for u in uids]
 
 
-def phenotype_arrays(rows: Sequence[Optional[Mapping[str, Any]]], fields: Sequence[str]) -> dict[str, np.ndarray]:
-    """{field: float (N,)} from phenotype rows, NaN where missing."""
-    out = {f: np.full(len(rows), np.nan) for f in fields}
-    for i, row in enumerate(rows):
-        for f in fields:
-            v = row.get(f) if row else None
-            if v is not None:
-                out[f][i] = float(v)
-    return out
-
-
-def cohort_sd(phenotypes: Mapping[str, Mapping[str, Any]], fields: Sequence[str]) -> dict[str, float]:
-    """Population SD (ddof=0) of each field over every study of the phenotype CSV: the fixed width
-    of phenotype-aware relevance, the same for every arm, seed and direction."""
-    arrays = phenotype_arrays(list(phenotypes.values()), fields)
-    return {f: float(np.nanstd(a)) if np.isfinite(a).any() else float("nan") for f, a in arrays.items()}
-
-
 def split_counts(rows: Sequence[PairRow]) -> dict[str, int]:
     """Rows per split."""
     return dict(Counter(r.split for r in rows))

@@ -5,11 +5,11 @@ Nothing here trains, indexes or reads files, so each piece is tested on small sy
 Retrieval (both directions, on the test split): ECG -> echo study with the gallery = every test
 study in the index; echo study -> ECG with the queries = the test studies that have an ECG and the
 gallery = the test ECGs. Relevance: exact (the paired study / ECG) and phenotype-aware (every
-field of `fields` within `tol` x the cohort SD of the query's paired study, queries.retrieval_metrics).
+field of `fields` within `tol` x the cohort SD of the query's paired study, e2r.metrics.retrieval).
 
 Classification of the test ECGs' phenotypes (truth = the paired study's measurements):
 - cross-modal kNN: the test ECG's k nearest indexed train/val studies vote with their measured
-  phenotypes (queries.knn.knn_predict, the vote `e2r search` uses);
+  phenotypes (e2r.metrics.knn.knn_predict, the vote `e2r search` uses);
 - the paper's protocol: kNN (k=5, cosine, uniform) over the ECG embeddings of labelled train ECGs;
 - chance: the train split's class priors (a constant score: AUROC 0.5, AUPRC the prevalence) and
   a random similarity matrix for retrieval;
@@ -25,15 +25,13 @@ import numpy as np
 
 from e2r.errors import DataError
 from e2r.phenotypes import LVEF_CLASSES
-from queries.bench_data import phenotype_arrays
-from queries.knn import KNNPredictions, ecg_knn_classify, ecg_knn_regress, knn_predict, label_arrays, lvef_class_index
-from queries.metrics import (
+from e2r.phenotypes import phenotype_arrays
+from e2r.metrics.knn import VOTE_K, VOTE_TEMPERATURE, KNNPredictions, ecg_knn_classify, ecg_knn_regress, knn_predict, label_arrays, lvef_class_index
+from e2r.metrics.classification import binary_metrics, classification_metrics, regression_metrics
+from e2r.metrics.retrieval import (
     RELEVANCE_FIELDS,
-    binary_metrics,
-    classification_metrics,
     exact_relevance,
     phenotype_relevance,
-    regression_metrics,
     retrieval_metrics,
     similarity_matrix,
 )
@@ -44,9 +42,9 @@ class EvalSettings:
     """Every choice of the protocol that changes a number (all written to results.json)."""
 
     ks: tuple[int, ...] = (1, 5, 10)
-    knn_k: int = 20                    # cross-modal kNN: labelled neighbours that vote
+    knn_k: int = VOTE_K                # cross-modal kNN: labelled neighbours that vote
     knn_weighting: str = "softmax"     # softmax of similarity / temperature (e2r search's vote)
-    knn_temperature: float = 0.1
+    knn_temperature: float = VOTE_TEMPERATURE
     paper_k: int = 5                   # the paper's protocol
     relevance_fields: tuple[str, ...] = RELEVANCE_FIELDS
     relevance_tol: float = 0.5         # x cohort SD
@@ -244,3 +242,41 @@ def evaluate_direct(pred: PhenotypePredictions, test_ecg_study: Sequence[str],
     truth = truth_of([phenotypes.get(u) for u in test_ecg_study])
     return ArmEval({"classification": {"direct": phenotype_metrics(pred, truth)}}, {},
                    {"truth": truth, "direct": pred})
+
+
+def evaluate_tower(study_vectors: Mapping[str, np.ndarray], test_ecg_study: Sequence[str], splits: Any,
+                   sd: Mapping[str, float], settings: EvalSettings) -> ArmEval:
+    """The echo tower alone: each test ECG's paired study is the query (so the truth and the
+    numbers line up with the ECG arms), echo -> echo over the other test studies with
+    phenotype-aware relevance, and the kNN vote of its nearest train/val studies."""
+    split_of = splits.study_split()
+    phenotypes = splits.phenotypes
+    queries = [u for u in test_ecg_study if u in study_vectors]
+    test_uids = sorted(u for u in study_vectors if split_of.get(u) == "test")
+    archive_uids = sorted(u for u in study_vectors if split_of.get(u) in ("train", "val"))
+    if not queries or len(test_uids) < 2:
+        raise DataError("echo-tower arm: fewer than two test studies have tower embeddings; check the archive")
+    q = np.stack([study_vectors[u] for u in queries])
+    g = np.stack([study_vectors[u] for u in test_uids])
+    sim = similarity_matrix(q, g)  # (Q, G)
+    fields = settings.relevance_fields
+    rows_q = [phenotypes.get(u) for u in queries]
+    rel = phenotype_relevance(phenotype_arrays(rows_q, fields),
+                              phenotype_arrays([phenotypes.get(u) for u in test_uids], fields),
+                              fields=fields, sd=sd, tol=settings.relevance_tol)
+    col = {u: j for j, u in enumerate(test_uids)}
+    for i, u in enumerate(queries):  # a study is not its own neighbour: ranked last, not relevant
+        sim[i, col[u]] = -2.0
+        rel[i, col[u]] = False
+    m = retrieval_metrics(sim, rel, ks=settings.ks)
+    curves = {"echo_to_echo/phenotype": [float(v) for v in m.recall_curve(min(settings.curve_max_k, len(test_uids)))]}
+    truth = truth_of(rows_q)
+    raw: dict[str, Any] = {"truth": truth}
+    archive_rows = [phenotypes.get(u) for u in archive_uids]
+    classification = {}
+    if archive_uids and np.isfinite(label_arrays(archive_rows)["lvef"]).any():
+        archive = np.stack([study_vectors[u] for u in archive_uids])
+        raw["echo_knn"] = cross_modal_knn(q, archive, archive_rows, settings)
+        classification["echo_knn"] = phenotype_metrics(raw["echo_knn"], truth)
+    metrics = {"retrieval": {"echo_to_echo": {"phenotype": m.to_dict()}}, "classification": classification}
+    return ArmEval(metrics, curves, raw)

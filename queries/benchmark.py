@@ -5,15 +5,18 @@ Arms (../shared/SPEC.md, "Evaluation protocol"):
 - `chance`: a random similarity for retrieval, the train split's class priors for classification;
 - `random-init`: an untrained Echo2ECG of the same preset (seeded), indexed and searched like a
   trained one;
-- `single-view`, `mean`, `attention`: Echo2ECG trained with that study aggregation (`attention`
-  is Echo2ECG's multi-view alignment);
+- `echo-tower`: the frozen echo tower alone (pretrained on the train split's measurements):
+  echo -> echo phenotype-aware retrieval and kNN, the ceiling of what the ECG can inherit;
+- `single-view`, `mean`, `attention`: Echo2ECG aligned with that study aggregation to the seed's
+  frozen tower (one tower per seed, shared by the three; `attention` is Echo2ECG's multi-view
+  alignment);
 - `supervised`: the same ECG encoder trained directly on the phenotypes (the ceiling;
   classification only, retrieval does not apply);
 - `model`: a user's own model bundle (`e2r eval --model`).
 
-This module holds the protocol only. Training, indexing and supervised training are injected as
-callables (`BenchmarkSteps`) because queries/ must not import trainer/ or indexer/; the CLI
-(e2r/cli/eval_cmd.py) wires the real ones in. Each embedding arm is indexed into its own
+This module holds the protocol only. Tower pretraining, training, indexing and supervised
+training are injected as callables (`BenchmarkSteps`) because queries/ must not import trainer/
+or indexer/; the CLI (e2r/cli/eval_cmd.py) wires the real ones in. Each embedding arm is indexed into its own
 collection of the real store, its study vectors are read back from the store, and its test ECGs
 are encoded with e2r.encode, so the numbers measure the path `e2r index` / `e2r search` take.
 """
@@ -29,9 +32,11 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 
 from e2r.errors import ConfigError, DataError
-from queries.bench_data import LoadedECGs, Splits, cohort_sd, load_ecgs, read_splits
+from e2r.phenotypes import cohort_sd
+from queries.bench_data import LoadedECGs, Splits, load_ecgs, read_splits
 from queries.bench_eval import (
     ArmEval,
+    evaluate_tower,
     EmbeddingSet,
     EvalSettings,
     PhenotypePredictions,
@@ -43,11 +48,12 @@ from queries.metrics import mean_sd
 
 log = logging.getLogger(__name__)
 
-ARMS = ("chance", "random-init", "single-view", "mean", "attention", "supervised")
+ARMS = ("chance", "random-init", "echo-tower", "single-view", "mean", "attention", "supervised")
 ALIGNMENT_ARMS = ("single-view", "mean", "attention")  # arm name == trainer aggregation mode
 ARM_LABELS = {
     "chance": "Chance",
     "random-init": "Random-init Echo2ECG",
+    "echo-tower": "Echo tower alone (echo -> echo)",
     "single-view": "Single-view alignment",
     "mean": "Mean-pooling alignment",
     "attention": "Echo2ECG (attention pooling)",
@@ -73,14 +79,19 @@ class SupervisedTask:
 
 @dataclass(frozen=True)
 class BenchmarkSteps:
-    """The injected work. `train(arm, seed, out_dir)` trains an alignment arm (arm is the
-    aggregation mode) and returns a dict with at least "model_dir"; `index(model_dir, collection)`
-    indexes the archive into that collection of `store` and returns its summary dict;
-    `train_supervised(task)` returns (test predictions, info dict)."""
+    """The injected work. `pretrain_tower(seed, out_dir)` pretrains the seed's echo tower and
+    returns a dict with at least "tower_dir"; `train(arm, seed, out_dir, tower_dir)` aligns an arm
+    (arm is the aggregation mode; tower_dir None without a pretrain step) and returns a dict with
+    at least "model_dir"; `tower_studies(tower_dir)` gives {study_uid: (V, E) per-video
+    embeddings} of every archive study; `index(model_dir, collection)` indexes the archive into
+    that collection of `store` and returns its summary dict; `train_supervised(task)` returns
+    (test predictions, info dict)."""
 
     store: Any
     index: Callable[[Path, str], Mapping[str, Any]]
-    train: Optional[Callable[[str, int, Path], Mapping[str, Any]]] = None
+    train: Optional[Callable[[str, int, Path, Optional[Path]], Mapping[str, Any]]] = None
+    pretrain_tower: Optional[Callable[[int, Path], Mapping[str, Any]]] = None
+    tower_studies: Optional[Callable[[Path], Mapping[str, np.ndarray]]] = None
     train_supervised: Optional[Callable[[SupervisedTask], tuple[PhenotypePredictions, Mapping[str, Any]]]] = None
     random_init: Optional[Callable[[str, int, Path], Path]] = None  # default: make_random_bundle
 
@@ -168,12 +179,13 @@ def run_benchmark(spec: BenchmarkSpec, steps: BenchmarkSteps, say: Callable[[str
     ecgs = _ECGCache(splits)
     evals: dict[str, list[ArmEval]] = {}
     arm_info: dict[str, list[dict[str, Any]]] = {}
+    towers = _Towers(spec, steps, say)
     for arm in spec.arms:
         seeds = (spec.seeds[0],) if arm in spec.models else spec.seeds
         for seed in seeds:
             say(f"[{arm} seed {seed}] start")
             t0 = time.perf_counter()
-            ev, info = _run_arm(arm, seed, spec, steps, splits, ecgs, sd, settings, say)
+            ev, info = _run_arm(arm, seed, spec, steps, splits, ecgs, sd, settings, say, towers)
             info["wall_s"] = time.perf_counter() - t0
             info["seed"] = seed
             evals.setdefault(arm, []).append(ev)
@@ -188,8 +200,28 @@ def run_benchmark(spec: BenchmarkSpec, steps: BenchmarkSteps, say: Callable[[str
     return out
 
 
+class _Towers:
+    """One pretrained echo tower per seed, made on first use and shared by the arms of that seed."""
+
+    def __init__(self, spec: BenchmarkSpec, steps: BenchmarkSteps, say: Callable[[str], None]):
+        self.spec, self.steps, self.say = spec, steps, say
+        self.done: dict[int, dict[str, Any]] = {}
+
+    def get(self, seed: int) -> Optional[dict[str, Any]]:
+        if self.steps.pretrain_tower is None:
+            return None
+        if seed not in self.done:
+            t0 = time.perf_counter()
+            self.say(f"[echo tower seed {seed}] pretraining")
+            info = dict(self.steps.pretrain_tower(seed, Path(self.spec.workdir) / f"echo-tower-seed{seed}"))
+            info["pretrain_s"] = time.perf_counter() - t0
+            self.done[seed] = info
+        return self.done[seed]
+
+
 def _run_arm(arm: str, seed: int, spec: BenchmarkSpec, steps: BenchmarkSteps, splits: Splits, ecgs: _ECGCache,
-             sd: Mapping[str, float], settings: EvalSettings, say: Callable[[str], None]) -> tuple[ArmEval, dict]:
+             sd: Mapping[str, float], settings: EvalSettings, say: Callable[[str], None],
+             towers: _Towers) -> tuple[ArmEval, dict]:
     from e2r.presets import get_preset
 
     if arm == "chance":  # needs no ECG signal: the pairs' study UIDs are enough
@@ -211,6 +243,16 @@ def _run_arm(arm: str, seed: int, spec: BenchmarkSpec, steps: BenchmarkSteps, sp
         pred, info = steps.train_supervised(task)
         info = {**dict(info), "train_s": time.perf_counter() - t0}
         return evaluate_direct(pred, [r.study_uid for r in loaded["test"].rows], ph), info
+    if arm == "echo-tower":
+        tower = towers.get(seed)
+        if tower is None or steps.tower_studies is None:
+            raise ConfigError("the echo-tower arm needs pretrain_tower and tower_studies steps")
+        t0 = time.perf_counter()
+        views = steps.tower_studies(Path(tower["tower_dir"]))
+        info = {"tower": {k: v for k, v in tower.items() if k != "tower_dir"}, "tower_dir": str(tower["tower_dir"]),
+                "embed_s": time.perf_counter() - t0}
+        test_rows = splits.ecg_rows("test")
+        return evaluate_tower(_mean_view(views), [r.study_uid for r in test_rows], splits, sd, settings), info
     # embedding arms: a bundle, indexed into its own collection, evaluated through the store
     info: dict[str, Any] = {}
     t0 = time.perf_counter()
@@ -222,9 +264,13 @@ def _run_arm(arm: str, seed: int, spec: BenchmarkSpec, steps: BenchmarkSteps, sp
     elif arm in ALIGNMENT_ARMS:
         if steps.train is None:
             raise ConfigError(f"arm {arm} needs a train step")
-        trained = dict(steps.train(arm, seed, Path(spec.workdir) / f"{arm}-seed{seed}"))
+        tower = towers.get(seed)
+        tower_dir = Path(tower["tower_dir"]) if tower else None
+        trained = dict(steps.train(arm, seed, Path(spec.workdir) / f"{arm}-seed{seed}", tower_dir))
         model_dir = Path(trained.pop("model_dir"))
         info["train"] = trained
+        if tower:
+            info["tower_dir"] = str(tower_dir)
     else:
         raise ConfigError(f"arm {arm!r} has no model; give it with --model")
     info["train_s"] = time.perf_counter() - t0
@@ -235,6 +281,15 @@ def _run_arm(arm: str, seed: int, spec: BenchmarkSpec, steps: BenchmarkSteps, sp
     ev = evaluate_embeddings(emb, splits.phenotypes, sd, settings)
     info["eval_s"] = time.perf_counter() - t1
     return ev, info
+
+
+def _mean_view(views: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Study vector of the tower alone: the L2-normalised mean of its per-video embeddings."""
+    out = {}
+    for uid, v in views.items():
+        m = np.asarray(v, dtype=np.float64).mean(axis=0)
+        out[uid] = (m / max(np.linalg.norm(m), 1e-12)).astype(np.float32)
+    return out
 
 
 def embed_arm(model_dir: Path, collection: str, spec: BenchmarkSpec, steps: BenchmarkSteps, splits: Splits,

@@ -1,5 +1,6 @@
-"""Evaluation metrics in one import: retrieval (`retrieval_metrics`), classification and regression
-(`classification_metrics`), and `mean_sd`, the aggregation over seeds used by every table."""
+"""`mean_sd`: metric dicts of several seeds aggregated into mean +/- SD (every benchmark table).
+
+The metrics themselves live in e2r.metrics (shared with training validation and search)."""
 
 from __future__ import annotations
 
@@ -9,28 +10,6 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from e2r.errors import DataError
-from queries.classification_metrics import binary_metrics, classification_metrics, regression_metrics
-from queries.retrieval_metrics import (
-    RELEVANCE_FIELDS,
-    RetrievalMetrics,
-    exact_relevance,
-    phenotype_relevance,
-    retrieval_metrics,
-    similarity_matrix,
-)
-
-__all__ = [
-    "RELEVANCE_FIELDS",
-    "RetrievalMetrics",
-    "binary_metrics",
-    "classification_metrics",
-    "exact_relevance",
-    "mean_sd",
-    "phenotype_relevance",
-    "regression_metrics",
-    "retrieval_metrics",
-    "similarity_matrix",
-]
 
 
 def mean_sd(runs: Sequence[Mapping[str, Any]]) -> dict:

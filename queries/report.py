@@ -31,6 +31,7 @@ METHOD_LABELS = {
     "paper_knn": "paper protocol (kNN k=5 over train ECG embeddings)",
     "prior": "class priors of the train split",
     "direct": "direct prediction",
+    "echo_knn": "echo kNN (test study -> indexed train/val studies, tower alone)",
 }
 SYNTHETIC_NOTE = ("All numbers below are measured on e2r's **synthetic phantom cohort** (simulated ECGs and "
                   "echo videos from one latent heart per patient); they are not patient data and say nothing "
@@ -91,39 +92,61 @@ def fmt(value: Any, digits: int = 3) -> str:
     return text
 
 
+# The issue's targets for the attention arm (issue 10), checked on every run.
+TARGETS = (
+    ("LVEF<=45 AUROC (cross-modal kNN)", ("classification", "cross_modal_knn", "lvef_le45", "auroc"), 0.85),
+    ("LVH AUROC (cross-modal kNN)", ("classification", "cross_modal_knn", "lvh", "auroc"), 0.70),
+)
+LIFTS = (  # (name, path, factor x chance)
+    ("phenotype-aware mAP (ECG->echo)", ("retrieval", "ecg_to_echo", "phenotype", "map"), 1.2),
+    ("exact Recall@10 (ECG->echo)", ("retrieval", "ecg_to_echo", "exact", "recall@10"), 1.3),
+)
+CEILING = (  # attention's cross-modal kNN vs the supervised ceiling: at least this fraction
+    ("LVEF<=45 AUROC", ("lvef_le45", "auroc"), 0.9),
+    ("LVH AUROC", ("lvh", "auroc"), 0.9),
+)
+
+
 def claims(results: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The issue's expectations, checked: attention beats single-view and random-init on
-    phenotype-aware mAP and LVEF AUROC by more than the seed spread (the larger SD of the two),
-    and stays below the supervised ceiling."""
+    """The expectations of the echo-tower issue, checked: the attention arm's absolute targets,
+    its lift over chance, its share of the supervised ceiling, and that it beats random-init (on
+    each figure) and single-view (on phenotype-aware mAP) by more than the seed spread (the larger
+    SD of the two arms)."""
     arms = results.get("arms", {})
+    if "attention" not in arms:
+        return []
+    att = arms["attention"]["mean_sd"]
     checks = []
-    metrics = (
-        ("phenotype-aware mAP (ECG->echo)", ("retrieval", "ecg_to_echo", "phenotype", "map")),
-        ("LVEF 3-class macro AUROC (cross-modal kNN)", ("classification", "cross_modal_knn", "lvef_class", "auroc_macro")),
-        ("LVEF<=45 AUROC (cross-modal kNN)", ("classification", "cross_modal_knn", "lvef_le45", "auroc")),
-    )
-    for other in ("single-view", "random-init"):
-        if "attention" not in arms or other not in arms:
-            continue
-        for name, path in metrics:
-            a = lookup(arms["attention"]["mean_sd"], path)
-            b = lookup(arms[other]["mean_sd"], path)
-            checks.append(_compare(f"attention > {other}: {name}", a, b, greater=True))
-    if "attention" in arms and "supervised" in arms:
-        for name, tail in (("LVEF 3-class macro AUROC", ("lvef_class", "auroc_macro")),
-                           ("LVEF<=45 AUROC", ("lvef_le45", "auroc"))):
-            a = lookup(arms["attention"]["mean_sd"], ("classification", "cross_modal_knn", *tail))
-            b = lookup(arms["supervised"]["mean_sd"], ("classification", "direct", *tail))
-            checks.append(_compare(f"attention (cross-modal kNN) < supervised ceiling: {name}", a, b, greater=False))
+    for name, path, target in TARGETS:
+        checks.append(_compare(f"attention {name} >= {target}", lookup(att, path), (target, 0.0), "at_least"))
+    for name, path, factor in LIFTS:
+        chance = lookup(arms.get("chance", {}).get("mean_sd", {}), path)
+        other = (factor * chance[0], factor * chance[1]) if chance else None
+        checks.append(_compare(f"attention {name} >= {factor}x chance", lookup(att, path), other, "at_least"))
+    if "supervised" in arms:
+        for name, tail, share in CEILING:
+            ceil = lookup(arms["supervised"]["mean_sd"], ("classification", "direct", *tail))
+            other = (share * ceil[0], share * ceil[1]) if ceil else None
+            checks.append(_compare(f"attention {name} (cross-modal kNN) >= {share:.0%} of the supervised ceiling",
+                                   lookup(att, ("classification", "cross_modal_knn", *tail)), other, "at_least"))
+    if "random-init" in arms:
+        for name, path in [(n, p) for n, p, _ in TARGETS] + [(n, p) for n, p, _ in LIFTS]:
+            checks.append(_compare(f"attention > random-init: {name}", lookup(att, path),
+                                   lookup(arms["random-init"]["mean_sd"], path), "beats"))
+    if "single-view" in arms:
+        for name, path, _ in LIFTS[:1] + TARGETS[:1]:
+            checks.append(_compare(f"attention > single-view: {name}", lookup(att, path),
+                                   lookup(arms["single-view"]["mean_sd"], path), "beats"))
     return checks
 
 
-def _compare(name: str, a: Any, b: Any, greater: bool) -> dict[str, Any]:
+def _compare(name: str, a: Any, b: Any, kind: str) -> dict[str, Any]:
+    """kind "beats": a's mean exceeds b's by more than the larger SD; "at_least": a's mean >= b's."""
     if a is None or b is None or not all(map(_finite, (a[0], b[0]))):
         return {"check": name, "holds": None, "note": "not measured"}
-    diff = a[0] - b[0] if greater else b[0] - a[0]
+    diff = a[0] - b[0]
     spread = max(a[1], b[1])
-    holds = bool(diff > spread) if greater else bool(diff > 0)
+    holds = bool(diff > spread) if kind == "beats" else bool(diff >= 0)
     return {"check": name, "holds": holds, "difference": diff, "seed_spread": spread,
             "attention": list(a), "other": list(b)}
 
@@ -146,7 +169,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     if ctx.get("command"):
         lines += ["Command: `" + ctx["command"] + "`", ""]
     lines += _data_section(results, seeds)
-    emb_arms = [a for a in arms if "retrieval" in (lookup(arms[a], ("mean_sd",)) or {})]
+    emb_arms = [a for a in arms if lookup(arms[a], ("mean_sd", "retrieval", "ecg_to_echo")) is not None]
     for direction, title, q, g in (
         ("ecg_to_echo", "ECG -> echo study", "test ECGs", "every indexed test study"),
         ("echo_to_ecg", "Echo study -> ECG", "test studies with an ECG", "the test ECGs"),
@@ -159,6 +182,17 @@ def render_markdown(results: Mapping[str, Any]) -> str:
                                                       1 if key == "median_rank" else 3)
                                                   for _, key in RETRIEVAL_COLUMNS]] for a in emb_arms])
             lines.append("")
+    tower_arms = [a for a in arms if lookup(arms[a], ("mean_sd", "retrieval", "echo_to_echo")) is not None]
+    if tower_arms:
+        lines += ["## Retrieval: echo study -> echo study with the frozen tower alone, phenotype-aware", "",
+                  "Queries: the paired study of each test ECG; gallery: the other test studies; study vector: "
+                  "the mean of the tower's per-video embeddings. The ceiling of what the ECG can inherit. "
+                  + _relevance_note("phenotype", settings), ""]
+        lines += _table(["Arm", *[h for h, _ in RETRIEVAL_COLUMNS]],
+                        [[arms[a]["label"], *[fmt(lookup(arms[a]["mean_sd"], ("retrieval", "echo_to_echo", "phenotype", key)),
+                                                  1 if key == "median_rank" else 3)
+                                              for _, key in RETRIEVAL_COLUMNS]] for a in tower_arms])
+        lines.append("")
     lines += ["## Phenotype classification of the test ECGs", "",
               f"Cross-modal kNN: the {settings['knn_k']} nearest labelled train/val studies in the arm's index "
               f"vote ({settings['knn_weighting']} weights, temperature {settings['knn_temperature']}); paper "
@@ -205,14 +239,15 @@ def _relevance_note(rel: str, settings: Mapping[str, Any]) -> str:
 def _claims_section(checks: Sequence[Mapping[str, Any]]) -> list[str]:
     if not checks:
         return []
-    lines = ["## Expected relations (issue 7), as measured", "",
-             "'Beats' means the mean difference exceeds the seed spread (the larger SD of the two arms).", ""]
+    lines = ["## Expected relations (issue 10), as measured", "",
+             "'>' (beats) means the mean difference exceeds the seed spread (the larger SD of the two arms); "
+             "'>=' compares the means with the target.", ""]
     rows = []
     for c in checks:
         verdict = {True: "yes", False: "**no**", None: "not measured"}[c["holds"]]
         rows.append([c["check"], fmt(c.get("attention")), fmt(c.get("other")),
                      fmt(c.get("difference")), fmt(c.get("seed_spread")), verdict])
-    lines += _table(["Relation", "attention", "other", "difference", "seed spread", "holds"], rows)
+    lines += _table(["Relation", "attention", "target / other arm", "difference", "seed spread", "holds"], rows)
     return lines + [""]
 
 
@@ -247,7 +282,8 @@ def markdown_summary(results: Mapping[str, Any], arms: Optional[Sequence[str]] =
         out.append({
             "arm": a,
             "R@10 exact": fmt(lookup(ms, ("retrieval", "ecg_to_echo", "exact", "recall@10"))),
-            "mAP phenotype": fmt(lookup(ms, ("retrieval", "ecg_to_echo", "phenotype", "map"))),
+            "mAP phenotype": fmt(lookup(ms, ("retrieval", "ecg_to_echo", "phenotype", "map"))
+                                 or lookup(ms, ("retrieval", "echo_to_echo", "phenotype", "map"))),
             "LVEF AUROC": fmt(lookup(cls, (method, "lvef_class", "auroc_macro"))) if method else "–",
             "LVEF<=45 AUROC": fmt(lookup(cls, (method, "lvef_le45", "auroc"))) if method else "–",
             "LVH AUROC": fmt(lookup(cls, (method, "lvh", "auroc"))) if method else "–",

@@ -85,6 +85,12 @@ class Searcher:
                     "which is not there any more; restore that bundle or re-index with a model you have"
                 )
             model = load_model(model_path)
+        if meta.get("echo_tower_hash") != model.echo_tower_hash:
+            raise BundleError(
+                f"model bundle {model.path} is aligned to echo tower {model.echo_tower_hash} but collection "
+                f"{collection!r} was built with tower {meta.get('echo_tower_hash')}; search with the model "
+                "the collection was built with"
+            )
         if model.hash != self.model_hash:
             raise BundleError(
                 f"model bundle {model.path} has hash {model.hash} but collection {collection!r} was built "
@@ -163,7 +169,7 @@ class Searcher:
     def _query(self, vector: np.ndarray, info: dict[str, Any], top_k: int, k: int, filter: Any,
                weighting: str, timings: dict[str, float]) -> SearchResult:
         from e2r.store import Condition, Filter
-        from queries.knn import knn_estimate
+        from e2r.metrics.knn import knn_estimate
 
         t0 = time.perf_counter()
         hits = self.store.search(self.collection, vector, top_k=top_k, filter=filter)

@@ -13,7 +13,8 @@ import pytest
 from e2r.errors import DataError
 from e2r.phenotypes import LVEF_CLASSES, write_phenotypes
 from e2r.store import Record
-from queries.bench_data import cohort_sd, read_splits
+from e2r.phenotypes import cohort_sd
+from queries.bench_data import read_splits
 from queries.bench_eval import (
     EvalSettings,
     PhenotypePredictions,
@@ -161,6 +162,7 @@ def _ecg_cohort(root: Path, n_patients: int = 18) -> tuple[Path, Path, dict]:
 
 def test_run_benchmark_with_injected_steps_writes_report(tmp_path):
     from e2r.bundle import load_model
+    from e2r.phenotypes import read_phenotypes
     from e2r.ecg_io import read_ecg
     from e2r.ecg_preprocess import preprocess_ecg
     from e2r.encode import encode_ecg
@@ -168,10 +170,21 @@ def test_run_benchmark_with_injected_steps_writes_report(tmp_path):
     pairs, ph, rows = _ecg_cohort(tmp_path / "cohort")
     store = FakeStore()
     trained: list[tuple[str, int]] = []
+    towers: list[int] = []
 
-    def train(arm, seed, out_dir):  # no training: a seeded random model stands in
+    def pretrain_tower(seed, out_dir):  # no pretraining: the folder name stands for the tower
+        towers.append(seed)
+        return {"tower_dir": out_dir, "hash": f"tower{seed}"}
+
+    def train(arm, seed, out_dir, tower_dir):  # no training: a seeded random model stands in
+        assert tower_dir.name == f"echo-tower-seed{seed}"
         trained.append((arm, seed))
         return {"model_dir": make_random_bundle("tiny", 100 + seed, out_dir), "note": "fake"}
+
+    def tower_studies(tower_dir):  # every study: two views that carry its LVEF
+        rng = np.random.default_rng(1)
+        lvef = {u: r["lvef"] for u, r in read_phenotypes(ph)[0].items()}
+        return {u: np.stack([[lvef[u] / 60.0, 1.0, *rng.normal(0, 0.01, 6)]] * 2) for u in rows}
 
     paired = [u for u, r in rows.items() if r["ecg_path"]]
     from e2r.presets import get_preset
@@ -196,10 +209,12 @@ def test_run_benchmark_with_injected_steps_writes_report(tmp_path):
                                     np.full(n, 50.0)), {"fake": True}
 
     spec = BenchmarkSpec(pairs_csv=pairs, phenotypes_csv=ph, workdir=tmp_path / "work", out_dir=tmp_path / "out",
-                         seeds=(0, 1), arms=("chance", "random-init", "attention", "supervised"),
+                         seeds=(0, 1), arms=("chance", "random-init", "echo-tower", "mean", "attention", "supervised"),
                          settings=EvalSettings(knn_k=3))
-    result = run_benchmark(spec, BenchmarkSteps(store=store, index=index, train=train, train_supervised=supervised))
-    assert trained == [("attention", 0), ("attention", 1)]
+    result = run_benchmark(spec, BenchmarkSteps(store=store, index=index, train=train, train_supervised=supervised,
+                                                pretrain_tower=pretrain_tower, tower_studies=tower_studies))
+    assert trained == [("mean", 0), ("mean", 1), ("attention", 0), ("attention", 1)]
+    assert towers == [0, 1]  # one tower per seed, shared by the alignment arms and the tower arm
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     att = res["arms"]["attention"]
     assert att["seeds"] == [0, 1] and len(att["per_seed"]) == 2
@@ -211,6 +226,11 @@ def test_run_benchmark_with_injected_steps_writes_report(tmp_path):
     assert att["runs"][0]["gallery_studies"] == res["splits"]["test"]["studies"]
     assert att["runs"][0]["archive_studies"] == res["splits"]["train"]["studies"] + res["splits"]["val"]["studies"]
     assert res["synthetic"] is True and res["versions"]["torch"]
+    tower = res["arms"]["echo-tower"]
+    # queries: the test ECGs' paired studies; the fake tower encodes LVEF, so the vote is perfect
+    assert tower["per_seed"][0]["retrieval"]["echo_to_echo"]["phenotype"]["n_queries"] == res["splits"]["test"]["pairs"]
+    assert tower["mean_sd"]["classification"]["echo_knn"]["lvef_le45"]["auroc"][0] == 1.0
+    assert tower["runs"][0]["tower"]["hash"] == "tower0"
     md = (tmp_path / "out" / "report.md").read_text()
     assert "synthetic phantom cohort" in md and "| Echo2ECG (attention pooling) | 1.000 ± 0.000 |" in md
     for name in ("roc_lvef_le45.png", "recall_at_k.png", "lvef_pred_vs_true.png"):
@@ -218,20 +238,28 @@ def test_run_benchmark_with_injected_steps_writes_report(tmp_path):
     assert len(result.out_files) == 5
 
 
-def test_claims_compare_against_seed_spread():
-    def arm(map_, auroc, sd=0.01):
-        return {"mean_sd": {"retrieval": {"ecg_to_echo": {"phenotype": {"map": (map_, sd)}}},
-                            "classification": {"cross_modal_knn": {"lvef_class": {"auroc_macro": (auroc, sd)},
-                                                                   "lvef_le45": {"auroc": (auroc, sd)}}}}}
-    res = {"arms": {"attention": arm(0.30, 0.80), "single-view": arm(0.25, 0.795), "random-init": arm(0.2, 0.5),
-                    "supervised": {"mean_sd": {"classification": {"direct": {"lvef_class": {"auroc_macro": (0.9, 0.0)},
-                                                                             "lvef_le45": {"auroc": (0.7, 0.0)}}}}}}}
+def test_claims_check_the_targets_and_the_seed_spread():
+    def arm(map_, r10, le45, lvh, sd=0.01):
+        return {"mean_sd": {"retrieval": {"ecg_to_echo": {"phenotype": {"map": (map_, sd)},
+                                                          "exact": {"recall@10": (r10, sd)}}},
+                            "classification": {"cross_modal_knn": {"lvef_le45": {"auroc": (le45, sd)},
+                                                                   "lvh": {"auroc": (lvh, sd)}}}}}
+    res = {"arms": {"attention": arm(0.30, 0.20, 0.86, 0.69), "single-view": arm(0.295, 0.15, 0.80, 0.6),
+                    "random-init": arm(0.2, 0.08, 0.5, 0.5),
+                    "chance": {"mean_sd": {"retrieval": {"ecg_to_echo": {"phenotype": {"map": (0.2, 0.0)},
+                                                                         "exact": {"recall@10": (0.16, 0.0)}}}}},
+                    "supervised": {"mean_sd": {"classification": {"direct": {"lvef_le45": {"auroc": (0.9, 0.0)},
+                                                                             "lvh": {"auroc": (0.8, 0.0)}}}}}}}
     got = {c["check"]: c["holds"] for c in claims(res)}
-    assert got["attention > single-view: phenotype-aware mAP (ECG->echo)"] is True
-    assert got["attention > single-view: LVEF 3-class macro AUROC (cross-modal kNN)"] is False  # 0.005 < SD 0.01
-    assert got["attention > random-init: LVEF<=45 AUROC (cross-modal kNN)"] is True
-    assert got["attention (cross-modal kNN) < supervised ceiling: LVEF 3-class macro AUROC"] is True
-    assert got["attention (cross-modal kNN) < supervised ceiling: LVEF<=45 AUROC"] is False
+    assert got["attention LVEF<=45 AUROC (cross-modal kNN) >= 0.85"] is True
+    assert got["attention LVH AUROC (cross-modal kNN) >= 0.7"] is False
+    assert got["attention phenotype-aware mAP (ECG->echo) >= 1.2x chance"] is True   # 0.30 >= 0.24
+    assert got["attention exact Recall@10 (ECG->echo) >= 1.3x chance"] is False      # 0.20 < 0.208
+    assert got["attention LVEF<=45 AUROC (cross-modal kNN) >= 90% of the supervised ceiling"] is True
+    assert got["attention LVH AUROC (cross-modal kNN) >= 90% of the supervised ceiling"] is False
+    assert got["attention > random-init: phenotype-aware mAP (ECG->echo)"] is True
+    assert got["attention > single-view: phenotype-aware mAP (ECG->echo)"] is False  # 0.005 < SD 0.01
+    assert got["attention > single-view: LVEF<=45 AUROC (cross-modal kNN)"] is True
 
 
 def test_supervised_ceiling_learns_and_masks_missing_labels():

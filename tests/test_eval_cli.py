@@ -103,7 +103,8 @@ def test_quick_benchmark_end_to_end(tmp_path):
                                  "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
-    assert list(doc["arms"]) == ["chance", "random-init", "single-view", "mean", "attention", "supervised"]
+    assert list(doc["arms"]) == ["chance", "random-init", "echo-tower", "single-view", "mean", "attention",
+                                 "supervised"]
     assert doc["synthetic"] is True and doc["spec"]["seeds"] == [0]
     assert doc["splits"]["test"]["pairs"] > 5 and doc["context"]["patients"] == 120
     for arm in ("random-init", "single-view", "mean", "attention"):
@@ -112,7 +113,14 @@ def test_quick_benchmark_end_to_end(tmp_path):
         assert doc["arms"][arm]["runs"][0]["index"]["total_in_collection"] == doc["arms"][arm]["runs"][0]["index"]["studies_found"]
     sup = doc["arms"]["supervised"]["mean_sd"]["classification"]["direct"]
     assert 0 <= sup["lvef_class"]["auroc_macro"][0] <= 1
-    assert len(doc["claims"]) == 8
+    assert len(doc["claims"]) == 12
+    tower = doc["arms"]["echo-tower"]
+    assert tower["runs"][0]["tower"]["val_mean_r"] is not None
+    assert "echo_knn" in tower["mean_sd"]["classification"]
+    # the three alignment arms share the seed's one tower
+    dirs = {doc["arms"][a]["runs"][0]["tower_dir"] for a in ("single-view", "mean", "attention")}
+    assert dirs == {tower["runs"][0]["tower_dir"]}
     report = (out / "report.md").read_text()
     assert "synthetic phantom cohort" in report and "Supervised ECG->phenotype (ceiling)" in report
+    assert "Echo tower alone (echo -> echo)" in report
     assert all((out / p).is_file() for p in doc["plots"])

@@ -10,7 +10,7 @@ import pytest
 
 from e2r.errors import ConfigError, DataError
 from e2r.phenotypes import LVEF_CLASSES, derive_labels, lvef_class
-from queries.knn import (
+from e2r.metrics.knn import (
     ecg_knn_classify,
     ecg_knn_regress,
     knn_estimate,

@@ -17,16 +17,9 @@ from sklearn.metrics import (
 from sklearn.metrics.pairwise import cosine_similarity
 
 from e2r.errors import ConfigError, DataError
-from queries.metrics import (
-    binary_metrics,
-    classification_metrics,
-    exact_relevance,
-    mean_sd,
-    phenotype_relevance,
-    regression_metrics,
-    retrieval_metrics,
-    similarity_matrix,
-)
+from e2r.metrics.classification import binary_metrics, classification_metrics, regression_metrics
+from e2r.metrics.retrieval import exact_relevance, phenotype_relevance, retrieval_metrics, similarity_matrix
+from queries.metrics import mean_sd
 
 
 # ---------------------------------------------------------------- retrieval: brute-force reference
@@ -182,7 +175,7 @@ def test_phenotype_relevance_matches_brute_force():
 
 
 def test_paired_study_is_phenotype_relevant_and_chunking_does_not_matter(monkeypatch):
-    import queries.retrieval_metrics as rm
+    import e2r.metrics.retrieval as rm
 
     rng = np.random.default_rng(2)
     gal = {"lvef": rng.normal(55, 8, size=30), "ivsd": rng.normal(10, 2, size=30)}

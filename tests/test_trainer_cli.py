@@ -26,7 +26,8 @@ def test_help_explains_the_command():
     for flag in ("--data", "--out", "--preset", "--aggregation", "--epochs", "--batch-size",
                  "--lr", "--seed", "--resume", "--device", "--json"):
         assert flag in res.output
-    assert "Train Echo2ECG" in res.output
+    assert "--echo-encoder" in res.output and "--select-metric" in res.output
+    assert "Align the ECG encoder" in res.output
 
 
 @pytest.mark.parametrize("args, flag", [
@@ -64,8 +65,8 @@ def test_train_table_then_resume_json(cohort, tmp_path):
               "--epochs", "1", "--batch-size", "4", "--min-pairs", "4", "--quiet"]
     res = runner.invoke(app, common)
     assert res.exit_code == 0, res.output
-    for item in ("pairs used (train / val)", "pairs skipped", "best epoch", "val Recall@1 (chance)",
-                 "bundle hash"):
+    for item in ("pairs used (train / val)", "pairs skipped", "best epoch (by)", "val Recall@1 (chance)",
+                 "val phenotype-aware mAP", "val kNN AUROC LVEF<=45 / LVH", "bundle hash"):
         assert item in res.output
     assert (out / "bundle.json").exists()
     res = runner.invoke(app, [*common, "--resume", "--json"])
@@ -75,6 +76,7 @@ def test_train_table_then_resume_json(cohort, tmp_path):
     assert doc["pairs"]["train"] + doc["pairs"]["val"] == 10 and doc["pairs"]["skipped"] == 0
     assert doc["hash"] == json.loads((out / "bundle.json").read_text())["hash"]
     assert 0 <= doc["val"]["recall@1"] <= 1 and doc["val"]["chance_recall@1"] > 0
+    assert doc["select_metric"] == "val_pheno_map" and 0 <= doc["val"]["pheno_map"] <= 1
 
 
 def test_freeze_echo_and_temperature_flags_reach_the_bundle(cohort, tmp_path):
@@ -92,5 +94,13 @@ def test_freeze_echo_and_temperature_flags_reach_the_bundle(cohort, tmp_path):
 
 def test_missing_weight_file_is_one_line(cohort, tmp_path):
     res = runner.invoke(app, ["train", "--data", str(cohort), "--out", str(tmp_path / "m"),
-                              "--preset", "base-echoprime", "--echo-weights", str(tmp_path / "nope.pt")])
-    assert res.exit_code == 1 and "Error: --echo-weights" in res.output and "Traceback" not in res.output
+                              "--echo-encoder", str(tmp_path / "nope.pt")])
+    assert res.exit_code == 1 and "Error: --echo-encoder" in res.output and "Traceback" not in res.output
+
+
+def test_echo_encoder_that_is_not_a_tower_is_one_line(cohort, tmp_path):
+    (tmp_path / "junk").mkdir()
+    res = runner.invoke(app, ["train", "--data", str(cohort), "--out", str(tmp_path / "m"),
+                              "--echo-encoder", str(tmp_path / "junk")])
+    assert res.exit_code == 1 and "not an echo-tower folder" in res.output and "e2r train-echo" in res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1

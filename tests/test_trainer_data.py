@@ -53,7 +53,7 @@ def test_missing_record_and_study_are_counted_and_training_data_kept(cohort, tmp
         ["ecg/does_not_exist", uid0, "P9990", 0, "train"],           # missing ECG record
         ["ecg/p0000", "1.2.3.404", "P9991", 0, "train"],               # study not in archive
         ["", uid0, "P0000", "", "train"],                              # unpaired archive study
-        ["ecg/p0001", uid0, "P9992", 0, "test"],                        # test rows are not used
+        ["ecg/p0001", "1.2.3.77", "P9992", 0, "test"],                  # test rows are not used
     ])
     (tmp_path / "ecg").mkdir()
     (tmp_path / "ecg" / "broken.hea").write_text("this is not a header\n")
@@ -70,6 +70,18 @@ def test_missing_record_and_study_are_counted_and_training_data_kept(cohort, tmp
     assert any("does_not_exist" in e for e in s.examples)
     assert any("1.2.3.404" in e for e in s.examples)
     assert s.to_dict()["skipped"] == 3
+
+
+def test_a_study_in_a_test_row_never_trains(cohort, tmp_path):
+    pairs = tmp_path / "pairs.csv"
+    uid0 = read_pairs(cohort / "pairs.csv")[0].study_uid
+    _append_rows(cohort / "pairs.csv", pairs, [["ecg/p0001", uid0, "P9992", 0, "test"]])
+    for f in (cohort / "ecg").iterdir():
+        (tmp_path / "ecg").mkdir(exist_ok=True)
+        os.symlink(f, tmp_path / "ecg" / f.name)
+    data = load_paired_data(_cfg(pairs, tmp_path, archive=str(cohort / "echo")), get_preset("tiny"))
+    assert data.summary.in_test_split == 1 and data.summary.train_pairs == 8
+    assert uid0 not in {p.study_uid for p in (*data.train, *data.val)}
 
 
 def test_too_few_pairs_is_a_clear_error(cohort, tmp_path):

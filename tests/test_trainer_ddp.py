@@ -41,15 +41,15 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     import torch.distributed as dist
 
     from trainer.loss import ClipLoss
-    from trainer.step import PairForward, train_step
+    from trainer.step import clip_step
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         model = _model()
-        ddp = torch.nn.parallel.DistributedDataParallel(PairForward(model))
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
         half = 8 // world
-        out = train_step(ddp, _batch(rank * half, (rank + 1) * half), ClipLoss(gather=True))
+        out = clip_step(ddp, _batch(rank * half, (rank + 1) * half), ClipLoss(gather=True))
         out["loss"].backward()
         torch.save({"loss": float(out["loss"]), "grads": _grads(model)},
                    os.path.join(out_dir, f"rank{rank}.pt"))
@@ -65,10 +65,10 @@ def _free_port() -> int:
 
 def test_two_gloo_processes_match_one_process(tmp_path):
     from trainer.loss import ClipLoss
-    from trainer.step import train_step
+    from trainer.step import clip_step
 
     model = _model()
-    ref = train_step(model, _batch(0, 8), ClipLoss(gather=True))
+    ref = clip_step(model, _batch(0, 8), ClipLoss(gather=True))
     ref["loss"].backward()
     ref_grads = _grads(model)
 

@@ -1,4 +1,5 @@
-"""In-process training on a tiny synthetic cohort: bundle, log, resume, NaN handling."""
+"""The one training loop, driven by the alignment task on a tiny cohort: bundle, log, selection,
+resume, NaN handling."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 
 import trainer.loop as loop
+from trainer.align import AlignTask, train
 from e2r.errors import ConfigError
 from e2r.presets import get_preset, with_overrides
 from trainer.config import make_train_config
@@ -44,14 +46,18 @@ def test_train_two_epochs_writes_loadable_bundle(cohort, tmp_path):
     from e2r.bundle import load_model
 
     out = tmp_path / "model"
-    result = loop.train(_cfg(cohort, out), preset=PRESET)
+    result = train(_cfg(cohort, out), preset=PRESET)
     assert result.epochs == 2 and result.start_epoch == 0 and 1 <= result.best_epoch <= 2
     assert result.data_summary["train_pairs"] == 9 and result.data_summary["val_pairs"] == 3
-    for key in ("recall@1", "recall@5", "chance_recall@1", "mean_rank", "val_loss"):
+    for key in ("val_recall@1", "val_recall@10", "val_chance_recall@1", "val_mean_rank", "val_loss",
+                "val_pheno_map", "val_knn_le45_auroc"):
         assert key in result.best_metrics
     lines = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2]
-    assert all(r["pairs_per_s"] > 0 and r["train_loss"] > 0 for r in lines)
+    assert all(r["items_per_s"] > 0 and r["train_loss"] > 0 for r in lines)
+    # the best epoch is the best by validation phenotype-aware mAP, not by the loss
+    assert result.select_metric == "val_pheno_map"
+    assert result.best_epoch == 1 + max(range(2), key=lambda i: (lines[i]["val_pheno_map"], -i))
     loaded = load_model(out)
     assert loaded.hash == result.bundle_hash
     best = torch.load(out / "checkpoints" / "best.pt", weights_only=False)["model"]
@@ -62,32 +68,32 @@ def test_train_two_epochs_writes_loadable_bundle(cohort, tmp_path):
 
 
 def _interrupt_after(monkeypatch, n_calls, exc):
-    real = loop.train_step
+    real = AlignTask.step
     calls = {"n": 0}
 
-    def step(*args, **kwargs):
+    def step(self, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] > n_calls:
             if exc == "nan":
-                out = real(*args, **kwargs)
+                out = real(self, *args, **kwargs)
                 return {**out, "loss": out["loss"] * float("nan")}
             raise exc
-        return real(*args, **kwargs)
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(loop, "train_step", step)
+    monkeypatch.setattr(AlignTask, "step", step)
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(cohort, data, tmp_path, monkeypatch):
-    full = loop.train(_cfg(cohort, tmp_path / "full"), data=data, preset=PRESET)
+    full = train(_cfg(cohort, tmp_path / "full"), data=data, preset=PRESET)
     # 9 train pairs, batch 4 -> 2 steps per epoch; die in the middle of epoch 2.
     _interrupt_after(monkeypatch, 3, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
-        loop.train(_cfg(cohort, tmp_path / "cut"), data=data, preset=PRESET)
+        train(_cfg(cohort, tmp_path / "cut"), data=data, preset=PRESET)
     ckpt = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=False)
     assert ckpt["epoch"] == 1 and ckpt["step"] == 2
     assert not (tmp_path / "cut" / "bundle.json").exists()
     monkeypatch.undo()
-    resumed = loop.train(_cfg(cohort, tmp_path / "cut", resume=True), data=data, preset=PRESET)
+    resumed = train(_cfg(cohort, tmp_path / "cut", resume=True), data=data, preset=PRESET)
     assert resumed.start_epoch == 1 and resumed.epochs == 2
     assert [h["epoch"] for h in resumed.history] == [1, 2]
     for a, b in zip(full.history, resumed.history):
@@ -109,7 +115,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(cohort, data, tmp_path, m
     _interrupt_after(monkeypatch, 2, "nan")
     out = tmp_path / "nan"
     with pytest.raises(loop.TrainingDivergedError, match=r"epoch 2 \(loss is nan\).*epoch 1.*last.pt"):
-        loop.train(_cfg(cohort, out), data=data, preset=PRESET)
+        train(_cfg(cohort, out), data=data, preset=PRESET)
     ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
     assert ckpt["epoch"] == 1
     assert not (out / "bundle.json").exists()
@@ -117,16 +123,16 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(cohort, data, tmp_path, m
 
 def test_resume_without_checkpoint_is_a_clear_error(cohort, data, tmp_path):
     with pytest.raises(ConfigError, match="--resume: no checkpoint"):
-        loop.train(_cfg(cohort, tmp_path / "none", resume=True), data=data, preset=PRESET)
+        train(_cfg(cohort, tmp_path / "none", resume=True), data=data, preset=PRESET)
 
 
 def test_resume_with_other_preset_settings_refused(cohort, data, tmp_path, monkeypatch):
     _interrupt_after(monkeypatch, 2, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
-        loop.train(_cfg(cohort, tmp_path / "m"), data=data, preset=PRESET)
+        train(_cfg(cohort, tmp_path / "m"), data=data, preset=PRESET)
     monkeypatch.undo()
     with pytest.raises(ConfigError, match="--aggregation"):
-        loop.train(_cfg(cohort, tmp_path / "m", resume=True, aggregation="mean"), data=data, preset=PRESET)
+        train(_cfg(cohort, tmp_path / "m", resume=True, aggregation="mean"), data=data, preset=PRESET)
 
 
 def test_lr_schedule_warms_up_then_decays():

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from trainer.loss import ClipLoss
-from trainer.metrics import retrieval_metrics, retrieval_ranks
 from trainer.validate import clip_loss_numpy_batches
 
 
@@ -59,29 +58,31 @@ def test_clip_loss_gradient_flows_to_logit_scale():
     assert a.grad is not None and s.grad is not None and float(s.grad) != 0.0
 
 
-def test_retrieval_ranks_match_brute_force():
+def test_validation_retrieval_counts_ties_against_the_target():
+    """Identical embeddings tie every study with the paired one: Recall@1 must not be 1."""
+    from e2r.metrics.retrieval import retrieval_metrics
+
+    g = np.ones((10, 8)) / np.sqrt(8)
+    sim = g @ g.T
+    rel = np.eye(10, dtype=bool)
+    m = retrieval_metrics(sim, rel, ks=(1, 5, 10))
+    assert m.recall_at[1] == 0.0 and m.recall_at[5] == 0.0 and m.recall_at[10] == 1.0
+    assert m.median_rank == 10
+
+
+def test_validation_retrieval_ranks_match_brute_force():
+    from e2r.metrics.retrieval import retrieval_metrics
+
     rng = np.random.default_rng(3)
     q, g = _normed(rng, 20, 8), _normed(rng, 7, 8)
     target = rng.integers(0, 7, 20)
-    ranks = retrieval_ranks(q, g, target)
-    for i in range(20):
-        order = sorted(range(7), key=lambda j: -float(q[i] @ g[j]))
-        assert ranks[i] == order.index(target[i]) + 1
-    m = retrieval_metrics(q, g, target)
-    assert m["recall@1"] == pytest.approx(np.mean(ranks == 1))
-    assert m["recall@5"] == pytest.approx(np.mean(ranks <= 5))
-    assert m["chance_recall@1"] == pytest.approx(1 / 7)
-    assert m["chance_recall@5"] == pytest.approx(5 / 7)
-    assert m["mean_rank"] == pytest.approx(ranks.mean())
-    assert m["median_rank"] == pytest.approx(np.median(ranks))
-    assert m["chance_mean_rank"] == pytest.approx(4.0)
-
-
-def test_perfect_retrieval_scores_one():
-    rng = np.random.default_rng(4)
-    g = _normed(rng, 10, 8)
-    m = retrieval_metrics(g, g, np.arange(10))
-    assert m["recall@1"] == 1.0 and m["mean_rank"] == 1.0
+    rel = np.zeros((20, 7), dtype=bool)
+    rel[np.arange(20), target] = True
+    m = retrieval_metrics(q @ g.T, rel, ks=(1, 5))
+    ranks = np.array([sorted(range(7), key=lambda j: -float(q[i] @ g[j])).index(target[i]) + 1 for i in range(20)])
+    assert np.array_equal(m.first_relevant_rank, ranks)
+    assert m.recall_at[1] == pytest.approx(np.mean(ranks == 1))
+    assert m.recall_at[5] == pytest.approx(np.mean(ranks <= 5))
 
 
 def test_validation_loss_batches_full_chunks():

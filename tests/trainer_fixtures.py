@@ -66,10 +66,13 @@ def write_video(path: Path, study_uid: str, patient_id: str, latent: float, view
 
 
 def write_tiny_cohort(root: Path, patients: int = 24, seed: int = 0, val_every: int = 4,
-                      max_views: int = 3) -> Path:
-    """Write <root>/ecg, <root>/echo and <root>/pairs.csv; every `val_every`-th patient is val."""
+                      max_views: int = 3, phenotypes: bool = True) -> Path:
+    """Write <root>/ecg, <root>/echo, <root>/pairs.csv and (unless phenotypes=False)
+    <root>/phenotypes.csv, whose numbers follow the same latent; every `val_every`-th patient is val."""
+    from e2r.phenotypes import write_phenotypes
+
     rng = np.random.default_rng(seed)
-    rows = []
+    rows, pheno = [], []
     for i in range(patients):
         pid, uid = f"P{i:04d}", f"1.2.826.0.1.3680043.10.999.{seed}.{i + 1}"
         latent = float(rng.uniform())
@@ -79,6 +82,13 @@ def write_tiny_cohort(root: Path, patients: int = 24, seed: int = 0, val_every: 
                         ("A4C", "A2C", "PLAX")[v % 3], rng)
         rows.append({"ecg_path": f"ecg/p{i:04d}", "study_uid": uid, "patient_id": pid, "days": 0,
                      "split": "val" if i % val_every == val_every - 1 else "train"})
+        lvef, lvedv = 25 + 45 * latent, 80 + 100 * latent
+        pheno.append({"study_uid": uid, "patient_id": pid, "study_date": "20240101", "lvef": round(lvef, 1),
+                      "lvedv": round(lvedv, 1), "lvesv": round(lvedv * (1 - lvef / 100), 1),
+                      "ivsd": round(8 + 8 * latent, 1), "lvpwd": round(8 + 7 * latent, 1),
+                      "la_volume": round(40 + 20 * latent, 1), "rv_diameter": round(30 + 10 * latent, 1)})
+    if phenotypes:
+        write_phenotypes(root / "phenotypes.csv", pheno)
     with open(root / "pairs.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=["ecg_path", "study_uid", "patient_id", "days", "split"])
         w.writeheader()

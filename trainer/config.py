@@ -7,7 +7,7 @@ settings the caller leaves as None from the preset's TrainDefaults (the paper's 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -44,6 +44,12 @@ class TrainConfig:
     max_videos_per_study: int = 8      # videos per study in a batch (random subset in training)
     val_fraction: float = 0.1          # patients held out when the pairs CSV has no val rows
     progress: bool = True              # tqdm bars
+    phenotypes: Optional[str] = None   # phenotype CSV (default: phenotypes.csv beside the pairs CSV)
+    echo_encoder: Optional[str] = None # frozen echo tower folder (e2r train-echo) or EchoPrime weight file
+    freeze_echo: bool = False          # freeze e2r's own (untrained) video encoder
+    temperature: Optional[float] = None  # InfoNCE temperature override (None: the preset's)
+    ecg_weights: Optional[str] = None  # OTiS ECG encoder weights to start from
+    select_metric: Optional[str] = None  # validation key that picks the best epoch (None: the task's)
 
     def validate(self) -> "TrainConfig":
         """Raise ConfigError naming the flag and the value when a setting is out of range."""
@@ -64,6 +70,10 @@ class TrainConfig:
             (self.device in DEVICES, "--device", self.device, f"must be one of {', '.join(DEVICES)}"),
             (self.aggregation is None or self.aggregation in AGGREGATIONS, "--aggregation",
              self.aggregation, f"must be one of {', '.join(AGGREGATIONS)}"),
+            (self.temperature is None or self.temperature > 0, "--temperature", self.temperature,
+             "must be > 0"),
+            (self.select_metric is None or self.select_metric.startswith("val_"), "--select-metric",
+             self.select_metric, "must name a validation figure (val_...)"),
         ]
         for ok, flag, value, what in checks:
             if not ok:
@@ -91,24 +101,16 @@ class TrainConfig:
         return Path(self.cache_dir) if self.cache_dir else Path(self.out_dir) / "cache"
 
 
-def train_config_from_dict(d: dict[str, Any]) -> TrainConfig:
-    """Inverse of TrainConfig.to_dict (unknown keys are ignored)."""
-    names = {f.name for f in fields(TrainConfig)}
-    kwargs = {k: v for k, v in d.items() if k in names}
-    if isinstance(kwargs.get("augment"), dict):
-        kwargs["augment"] = AugmentConfig(**kwargs["augment"])
-    return TrainConfig(**kwargs)
-
-
 def make_train_config(data: str | Path, out_dir: str | Path, preset: str = "tiny",
-                      **overrides: Any) -> TrainConfig:
-    """Build and validate a TrainConfig; optimisation settings left None come from the preset.
+                      defaults: Any = None, **overrides: Any) -> TrainConfig:
+    """Build and validate a TrainConfig; optimisation settings left None come from `defaults`
+    (a TrainDefaults; by default the preset's, the paper's recipe).
 
     Raises PresetError for an unknown preset and ConfigError for a value out of range.
     """
     from e2r.presets import get_preset
 
-    defaults = get_preset(preset).train
+    defaults = defaults or get_preset(preset).train
     kwargs = {k: v for k, v in overrides.items() if v is not None}
     for name in ("epochs", "batch_size", "lr", "weight_decay", "layer_decay", "warmup_epochs",
                  "grad_clip"):

@@ -50,6 +50,7 @@ class DataSummary:
     missing_study: int
     no_video: int
     failed_videos: int
+    in_test_split: int               # train/val rows whose study is also in a test row (left out)
     train_pairs: int
     val_pairs: int
     val_source: str                  # "csv" or "held out from train (N patients)"
@@ -60,7 +61,7 @@ class DataSummary:
     @property
     def skipped(self) -> int:
         """Paired train/val rows left out."""
-        return self.missing_ecg + self.unreadable_ecg + self.missing_study + self.no_video
+        return self.missing_ecg + self.unreadable_ecg + self.missing_study + self.no_video + self.in_test_split
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
@@ -80,6 +81,7 @@ class PairedData:
     train: tuple[Pair, ...]
     val: tuple[Pair, ...]
     summary: DataSummary = field(compare=False)
+    phenotypes: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, repr=False)
 
 
 def resolve_inputs(data: str | Path, archive: str | Path | None) -> tuple[Path, Path]:
@@ -105,16 +107,57 @@ def _ecg_exists(path: str) -> bool:
     return p.exists() or p.with_name(p.name + ".hea").exists()
 
 
-def load_paired_data(config: TrainConfig, preset: Any, embedder: Any = None) -> PairedData:
+def training_videos(rows: list[PairRow], studies: dict[str, Any]) -> list[str]:
+    """Sorted video paths of every archive study the pairs CSV puts outside the test split.
+
+    Echo pretraining and alignment both cache exactly this list, so the videos are decoded once
+    for both; no study of a test row is in it.
+    """
+    test = {r.study_uid for r in rows if r.split == "test"}
+    uids = {r.study_uid for r in rows if r.split != "test"} - test
+    return sorted({str(v.path) for u in uids if u in studies for v in studies[u].videos})
+
+
+def load_phenotypes_for(config: TrainConfig, csv_path: Path) -> dict[str, dict[str, Any]]:
+    """The phenotype rows of --phenotypes, or of phenotypes.csv beside the pairs CSV; {} when
+    neither exists (validation then has no phenotype-aware figures)."""
+    from e2r.phenotypes import read_phenotypes
+
+    path = Path(config.phenotypes) if config.phenotypes else csv_path.parent / "phenotypes.csv"
+    if not path.is_file():
+        if config.phenotypes:
+            raise DataError(f"--phenotypes {path}: no such file; give the phenotype CSV of the studies")
+        log.warning("no phenotype CSV at %s: validation reports exact-pair retrieval only", path)
+        return {}
+    rows, errors = read_phenotypes(path)
+    for err in errors[:5]:
+        log.warning("phenotype row skipped: %s", err.message)
+    return rows
+
+
+def decoded_video_cache(config: TrainConfig, echo_cfg: Any, paths: list[str]):
+    """The memory-mapped cache of these videos decoded with the echo encoder's settings."""
+    kw = echo_cfg.decode_kwargs()
+    settings = {k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()}
+    return build_cached_array(
+        config.resolved_cache_dir, "videos", cache_key(settings, paths), paths,
+        functools.partial(decode_for_cache, **kw), None, np.uint8, workers=config.workers,
+        progress=config.progress, desc="decoding videos")
+
+
+def load_paired_data(config: TrainConfig, preset: Any, embedder: Any = None,
+                     encoder_id: Optional[str] = None) -> PairedData:
     """Build the cached, split data set for a run (see module doc).
 
     `embedder`: for a frozen echo encoder, the model whose `embed_videos` fills a per-video
-    embedding cache instead of a decoded-video cache.
+    embedding cache instead of a decoded-video cache; `encoder_id` names its weights in the
+    cache key (default: a hash of the video encoder's weights).
     """
     from e2r.echo_io import scan_archive
 
     csv_path, root = resolve_inputs(config.data, config.archive)
     rows = read_pairs(csv_path)
+    phenotypes = load_phenotypes_for(config, csv_path)
     counts: Counter[str] = Counter()
     examples: list[str] = []
 
@@ -126,6 +169,7 @@ def load_paired_data(config: TrainConfig, preset: Any, embedder: Any = None) -> 
     scan = scan_archive(root, progress=config.progress)
     studies = {s.study_uid: s for s in scan.studies}
     candidates: list[tuple[PairRow, Any]] = []
+    test_studies = {r.study_uid for r in rows if r.split == "test"}
     for row in rows:
         if not row.ecg_path:
             counts["unpaired"] += 1
@@ -134,7 +178,10 @@ def load_paired_data(config: TrainConfig, preset: Any, embedder: Any = None) -> 
             counts["test"] += 1
             continue
         study = studies.get(row.study_uid)
-        if not _ecg_exists(row.ecg_path):
+        if row.study_uid in test_studies:
+            skip("in_test_split", f"{csv_path.name} line {row.line}: study {row.study_uid} is also in a test row; "
+                                  "left out of training (fix the split: it must be by patient)")
+        elif not _ecg_exists(row.ecg_path):
             skip("missing_ecg", f"{csv_path.name} line {row.line}: ECG record {row.ecg_path} not found")
         elif study is None:
             skip("missing_study", f"{csv_path.name} line {row.line}: study {row.study_uid} not in {root}")
@@ -152,8 +199,8 @@ def load_paired_data(config: TrainConfig, preset: Any, embedder: Any = None) -> 
         workers=config.workers, progress=config.progress, desc="reading ECGs")
     ecg_row = {p: i for i, p in enumerate(ecg_paths)}
 
-    video_paths = sorted({str(v.path) for _, s in candidates for v in s.videos})
-    videos, view_emb, video_failed = _cache_videos(config, preset, video_paths, embedder)
+    video_paths = training_videos(rows, studies)
+    videos, view_emb, video_failed = _cache_videos(config, preset, video_paths, embedder, encoder_id)
     video_row = {p: i for i, p in enumerate(video_paths)}
 
     by_split: dict[str, list[Pair]] = {"train": [], "val": []}
@@ -177,7 +224,7 @@ def load_paired_data(config: TrainConfig, preset: Any, embedder: Any = None) -> 
         unpaired_rows=counts["unpaired"], test_rows=counts["test"],
         missing_ecg=counts["missing_ecg"], unreadable_ecg=counts["unreadable_ecg"],
         missing_study=counts["missing_study"], no_video=counts["no_video"],
-        failed_videos=len(video_failed), train_pairs=len(train), val_pairs=len(val),
+        failed_videos=len(video_failed), in_test_split=counts["in_test_split"], train_pairs=len(train), val_pairs=len(val),
         val_source=val_source, studies=len({p.study_uid for p in (*train, *val)}),
         videos=len(video_paths) - len(video_failed), examples=tuple(examples))
     for msg in examples:
@@ -196,21 +243,25 @@ def load_paired_data(config: TrainConfig, preset: Any, embedder: Any = None) -> 
     if len(val) < 2:
         raise DataError(f"{csv_path}: only {len(val)} validation pairs; need at least 2 "
                         "(add rows with split=val or more patients)")
-    return PairedData(ecg_cache.array, videos, view_emb, tuple(train), tuple(val), summary)
+    return PairedData(ecg_cache.array, videos, view_emb, tuple(train), tuple(val), summary, phenotypes)
 
 
-def _cache_videos(config: TrainConfig, preset: Any, paths: list[str], embedder: Any):
+def _cache_videos(config: TrainConfig, preset: Any, paths: list[str], embedder: Any, encoder_id: Optional[str]):
+    if embedder is None:
+        cached = decoded_video_cache(config, preset.echo, paths)
+        return cached.array, None, cached.failed
+    from trainer.video_cache import build_embedding_cache, embed_cached_videos
+
+    if preset.echo.kind == "video":
+        # Small frames: decode into the shared cache with workers, then embed in batches.
+        decoded = decoded_video_cache(config, preset.echo, paths)
+        cached = embed_cached_videos(config.resolved_cache_dir, decoded, embedder.video_encoder, preset.echo,
+                                     encoder_id, progress=config.progress)
+        return None, cached.array, cached.failed
     kw = preset.echo.decode_kwargs()
     settings = {k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()}
-    load = functools.partial(decode_for_cache, **kw)
-    if embedder is None:
-        cached = build_cached_array(
-            config.resolved_cache_dir, "videos", cache_key(settings, paths), paths, load, None,
-            np.uint8, workers=config.workers, progress=config.progress, desc="decoding videos")
-        return cached.array, None, cached.failed
-    from trainer.video_cache import build_embedding_cache
-
-    cached = build_embedding_cache(config.resolved_cache_dir, settings, paths, load, embedder,
+    cached = build_embedding_cache(config.resolved_cache_dir, settings, paths,
+                                   functools.partial(decode_for_cache, **kw), embedder,
                                    progress=config.progress)
     return None, cached.array, cached.failed
 

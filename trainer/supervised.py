@@ -6,18 +6,17 @@
         lvef_le45   1 logit    binary cross-entropy (EchoNext's LVEF <= 45 % flag)
         lvh         1 logit    binary cross-entropy (max wall >= 13 mm)
 
-A label that is missing for a study is masked out of its loss. The recipe follows the alignment
-arms (AdamW, the preset's lr and weight decay, linear warm-up then cosine, gradient clipping, the
-paper's ECG augmentations from trainer.augment); the checkpoint with the lowest validation loss is
-kept. `train_supervised` returns a `SupervisedModel` whose `predict` gives plain numpy arrays.
+A label that is missing for a study is masked out of its loss. It trains on the same loop as the
+alignment (trainer.loop: AdamW, the preset's lr and weight decay, linear warm-up then cosine,
+gradient clipping) with the paper's ECG augmentations (trainer.augment); the epoch is selected
+by the mean of the validation LVEF<=45 and LVH AUROCs, the loss logged beside it.
+`train_supervised` returns a `SupervisedModel` whose `predict` gives plain numpy arrays.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -27,9 +26,10 @@ import torch
 from torch import nn
 
 from e2r.errors import ConfigError, DataError
+from e2r.metrics.knn import lvef_class_index
 from e2r.phenotypes import LVEF_CLASSES, LVH_WALL_MM
 from trainer.augment import AugmentConfig, augment_ecg
-from trainer.loop import lr_lambda, select_device
+from trainer.task import Task
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def targets_of(rows: Sequence[Optional[Mapping[str, Any]]]) -> dict[str, np.ndar
             lvh[i] = float(row["lvh"])
         elif walls:
             lvh[i] = float(max(walls) >= LVH_WALL_MM)
-    cls = np.where(np.isfinite(lvef), np.where(lvef < 40, 0, np.where(lvef < 50, 1, 2)), -1)
+    cls = lvef_class_index(lvef)
     le45 = np.where(np.isfinite(lvef), (lvef <= 45).astype(float), np.nan)
     return {"lvef_class": cls.astype(np.int64), "lvef": lvef, "lvef_le45": le45, "lvh": lvh}
 
@@ -136,41 +136,104 @@ class SupervisedModel:
     def info(self) -> dict[str, Any]:
         """Plain-JSON summary (the benchmark's results.json keeps it)."""
         return {"best_epoch": self.best_epoch, "epochs": len(self.history), "train_time_s": self.train_time_s,
-                "best_val_loss": min((h["val_loss"] for h in self.history), default=float("nan")),
+                "best_val_loss": next((h["val_loss"] for h in self.history if h["epoch"] == self.best_epoch), float("nan")),
                 "config": {k: v for k, v in asdict(self.config).items() if k != "augment"}}
 
 
 def _losses(out: dict[str, torch.Tensor], t: dict[str, torch.Tensor]) -> torch.Tensor:
     """Sum of the four masked losses (each the mean over the rows that carry its label)."""
-    total = out["lvef"].new_zeros(())
+    total = out["lvef"].new_zeros(()).float()
     cls_ok = t["lvef_class"] >= 0
     if cls_ok.any():
-        total = total + nn.functional.cross_entropy(out["lvef_class"][cls_ok], t["lvef_class"][cls_ok])
+        total = total + nn.functional.cross_entropy(out["lvef_class"][cls_ok].float(), t["lvef_class"][cls_ok])
     ok = torch.isfinite(t["lvef"])
     if ok.any():
-        total = total + nn.functional.smooth_l1_loss(out["lvef"][ok], t["lvef"][ok])
+        total = total + nn.functional.smooth_l1_loss(out["lvef"][ok].float(), t["lvef"][ok])
     for k in ("lvef_le45", "lvh"):
         ok = torch.isfinite(t[k])
         if ok.any():
-            total = total + nn.functional.binary_cross_entropy_with_logits(out[k][ok], t[k][ok])
+            total = total + nn.functional.binary_cross_entropy_with_logits(out[k][ok].float(), t[k][ok])
     return total
+
+
+class _ECGTargets(torch.utils.data.Dataset):
+    """Items {"ecg": augmented (12, T), targets...}; augmentation seeded by (seed, epoch, item)."""
+
+    def __init__(self, x: np.ndarray, targets: dict[str, np.ndarray], augment: AugmentConfig, seed: int):
+        self.x, self.t, self.augment, self.seed, self.epoch = x, targets, augment, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        item = {"ecg": torch.from_numpy(augment_ecg(np.asarray(self.x[i], np.float32), self.augment, rng))}
+        for k, v in self.t.items():
+            item[k] = torch.tensor(v[i], dtype=torch.long if k == "lvef_class" else torch.float32)
+        return item
+
+
+class SupervisedTask(Task):
+    """ECG -> phenotype heads; selected by the mean of the validation LVEF<=45 and LVH AUROCs."""
+
+    name = "supervised"
+    select_metric = "val_auroc_mean"
+
+    def __init__(self, model: SupervisedECG, train_x, train_t, val_x, val_t, augment: AugmentConfig, seed: int):
+        self.model = model
+        self.train_set = _ECGTargets(train_x, train_t, augment, seed)
+        self.val_x, self.val_t = val_x, val_t
+        self.data_summary = {"train_ecgs": len(train_x), "val_ecgs": len(val_x)}
+        self.saved: dict[str, Any] = {}
+
+    def step(self, module, batch):
+        targets = {k: v for k, v in batch.items() if k != "ecg"}
+        return {"loss": _losses(module(batch["ecg"]), targets)}
+
+    def validate(self) -> dict[str, float]:
+        from e2r.metrics.classification import binary_metrics
+
+        model = self.model
+        device = next(model.parameters()).device
+        was = model.training
+        model.eval()
+        with torch.no_grad():
+            outs = [model(torch.from_numpy(np.asarray(self.val_x[i:i + 256], np.float32)).to(device))
+                    for i in range(0, len(self.val_x), 256)]
+        model.train(was)
+        out = {k: torch.cat([o[k] for o in outs]).float().cpu() for k in HEADS}
+        t = {k: torch.as_tensor(v, dtype=torch.long if k == "lvef_class" else torch.float32) for k, v in self.val_t.items()}
+        rec = {"val_loss": float(_losses(out, t))}
+        for k in ("lvef_le45", "lvh"):
+            rec[f"val_{k}_auroc"] = binary_metrics(self.val_t[k], torch.sigmoid(out[k]).numpy())["auroc"]
+        finite = [v for v in (rec["val_lvef_le45_auroc"], rec["val_lvh_auroc"]) if np.isfinite(v)]
+        rec["val_auroc_mean"] = float(np.mean(finite)) if finite else float("nan")
+        return rec
+
+    def save(self, out_dir, run_info, best_metrics) -> str:
+        self.saved = {"run_info": run_info, "best_metrics": best_metrics}
+        return ""
 
 
 def train_supervised(train_x: np.ndarray, train_rows: Sequence, val_x: np.ndarray, val_rows: Sequence,
                      preset: Any, config: SupervisedConfig = SupervisedConfig(),
                      out_dir: Optional[str | Path] = None) -> SupervisedModel:
-    """Train the ceiling on preprocessed train ECGs (N, 12, T) with their studies' phenotype rows,
-    select the epoch by validation loss; `preset` is a ModelPreset or a preset name. When out_dir
-    is given, the best weights (supervised.pt) and the history (supervised.json) are written there."""
+    """Train the ceiling on preprocessed train ECGs (N, 12, T) with their studies' phenotype rows on
+    the shared loop; `preset` is a ModelPreset or a preset name. When out_dir is given, the
+    checkpoints and train_log.jsonl go there with the best weights (supervised.pt) and the
+    history (supervised.json); otherwise into a temporary folder."""
+    import tempfile
+
     from e2r.presets import get_preset
+    from trainer.config import make_train_config
+    from trainer.loop import run, start
 
     config.validate()
     preset = get_preset(preset) if isinstance(preset, str) else preset
-    defaults = preset.train
-    batch = config.batch_size or defaults.batch_size
-    lr = config.lr or defaults.lr
-    wd = defaults.weight_decay if config.weight_decay is None else config.weight_decay
-    warmup = defaults.warmup_epochs if config.warmup_epochs is None else config.warmup_epochs
+    d = preset.train
     train_t, val_t = targets_of(train_rows), targets_of(val_rows)
     if len(train_x) != len(train_rows) or len(val_x) != len(val_rows):
         raise DataError("supervised: ECG arrays and phenotype rows differ in length")
@@ -183,53 +246,28 @@ def train_supervised(train_x: np.ndarray, train_rows: Sequence, val_x: np.ndarra
     for t in (train_t, val_t):
         t["lvef"] = (t["lvef"] - mean) / sd
 
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    device = select_device(config.device)
-    model = SupervisedECG(preset).to(device)
-    batch = min(batch, len(train_x))
-    steps_per_epoch = max(1, len(train_x) // batch)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_lambda(int(round(warmup * steps_per_epoch)), config.epochs * steps_per_epoch))
-    to_t = lambda t, idx: {k: torch.as_tensor(v[idx], dtype=torch.long if k == "lvef_class" else torch.float32,  # noqa: E731
-                                              device=device) for k, v in t.items()}
-    history: list[dict[str, float]] = []
-    best = (math.inf, 0, None)
-    t0 = time.perf_counter()
-    for epoch in range(config.epochs):
-        model.train()
-        order = rng.permutation(len(train_x))
-        losses = []
-        for s in range(steps_per_epoch):
-            idx = np.sort(order[s * batch:(s + 1) * batch])
-            x = np.stack([augment_ecg(np.asarray(train_x[i], np.float32), config.augment, rng) for i in idx])
-            loss = _losses(model(torch.from_numpy(x).to(device)), to_t(train_t, idx))
-            if not torch.isfinite(loss):
-                raise DataError(f"supervised training diverged in epoch {epoch + 1} (loss {float(loss)}); "
-                                "lower the learning rate")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            losses.append(float(loss.detach()))
-        model.eval()
-        with torch.no_grad():
-            outs = [model(torch.from_numpy(np.asarray(val_x[i:i + 256], np.float32)).to(device))
-                    for i in range(0, len(val_x), 256)]
-            val_out = {k: torch.cat([o[k] for o in outs]) for k in HEADS}
-            val_loss = float(_losses(val_out, to_t(val_t, np.arange(len(val_x)))))
-        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val_loss})
-        log.info("supervised epoch %d: train %.4f val %.4f", epoch + 1, history[-1]["train_loss"], val_loss)
-        if val_loss < best[0]:
-            best = (val_loss, epoch + 1, {k: v.detach().clone() for k, v in model.state_dict().items()})
-    model.load_state_dict(best[2])
-    result = SupervisedModel(model.eval(), mean, sd, history, best[1], time.perf_counter() - t0, config)
+    with tempfile.TemporaryDirectory(prefix="e2r-supervised-") as tmp:
+        out = Path(out_dir) if out_dir is not None else Path(tmp)
+        cfg = make_train_config(
+            "", out, preset=preset.name, defaults=d, epochs=config.epochs,
+            batch_size=min(config.batch_size or d.batch_size, len(train_x)), lr=config.lr or d.lr,
+            weight_decay=d.weight_decay if config.weight_decay is None else config.weight_decay,
+            warmup_epochs=d.warmup_epochs if config.warmup_epochs is None else config.warmup_epochs,
+            grad_clip=config.grad_clip, seed=config.seed, device=config.device, augment=config.augment,
+            progress=False)
+        if (out / "checkpoints").exists():  # a fresh run: an earlier one's log and checkpoints go
+            import shutil
+
+            shutil.rmtree(out / "checkpoints")
+            (out / "train_log.jsonl").unlink(missing_ok=True)
+        device, info, _ = start(cfg)
+        model = SupervisedECG(preset).to(device)
+        task = SupervisedTask(model, train_x, train_t, val_x, val_t, config.augment, config.seed)
+        result = run(task, cfg, device, info)
+    history = [{k: v for k, v in h.items() if isinstance(v, (int, float))} for h in result.history]
+    sup = SupervisedModel(model.eval(), mean, sd, history, result.best_epoch, result.train_time_s, config)
     if out_dir is not None:
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
         torch.save({"state_dict": model.state_dict(), "lvef_mean": mean, "lvef_sd": sd}, out / "supervised.pt")
-        (out / "supervised.json").write_text(json.dumps({**result.info(), "history": history}, indent=2))
-    return result
+        (out / "supervised.json").write_text(json.dumps({**sup.info(), "history": history}, indent=2))
+    return sup

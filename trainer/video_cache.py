@@ -168,3 +168,56 @@ def build_embedding_cache(cache_dir: str | Path, settings: dict[str, Any], paths
     return build_cached_array(cache_dir, "viewemb", key, paths, decode_and_embed,
                               (model.preset.echo.out_dim,), np.float32, workers=0,
                               progress=progress, desc="embedding videos")
+
+
+def embed_cached_videos(cache_dir: str | Path, decoded: CachedArray, encoder: Any, echo_cfg: Any,
+                        encoder_id: str | None = None, batch_size: int = 64,
+                        progress: bool = True) -> CachedArray:
+    """Per-video embeddings (n, E) of a frozen video encoder over an already decoded video cache.
+
+    Cached as `<cache_dir>/viewemb-<key>.npy`; the key hashes the decoded cache's file name (its
+    own key: settings + sources) and `encoder_id` (default: a hash of the encoder's weights), so
+    other weights or other videos rebuild it. Videos that failed to decode stay failed; their
+    rows are zeros.
+    """
+    from e2r.bundle import content_hash
+    from e2r.encode import encode_videos
+
+    if encoder_id is None:
+        encoder_id = content_hash({}, encoder.state_dict())
+    key = cache_key({"decoded": decoded.path.name, "encoder": encoder_id}, [])
+    n = len(decoded.array)
+    ok = [i for i in range(n) if i not in decoded.failed]
+    chunks = [ok[i:i + batch_size] for i in range(0, len(ok), batch_size)]
+
+    def load(chunk: list[int]) -> np.ndarray:
+        return encode_videos(encoder, echo_cfg, [np.asarray(decoded.array[i]) for i in chunk], batch_size=batch_size)
+
+    return _build_rows(Path(cache_dir), f"viewemb-{key}", n, echo_cfg.out_dim, chunks, load, decoded.failed,
+                       progress)
+
+
+def _build_rows(cache_dir: Path, stem: str, n: int, dim: int, chunks: list[list[int]],
+                load: Callable[[list[int]], np.ndarray], failed: dict[int, str], progress: bool) -> CachedArray:
+    npy, meta_path = cache_dir / f"{stem}.npy", cache_dir / f"{stem}.json"
+    if npy.exists() and meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        arr = np.load(npy, mmap_mode="r")
+        if meta.get("complete") and arr.shape == (n, dim):
+            return CachedArray(arr, {int(k): v for k, v in meta["failed"].items()}, npy, True)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache_dir / f".{stem}.{os.getpid()}.tmp.npy"
+    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
+    with tqdm(total=sum(map(len, chunks)), desc="embedding videos", unit="video", disable=not progress,
+              leave=False) as bar:
+        for chunk in chunks:
+            arr[chunk] = load(chunk)
+            bar.update(len(chunk))
+    arr.flush()
+    del arr
+    os.replace(tmp, npy)
+    meta_tmp = meta_path.with_suffix(f".{os.getpid()}.tmp")
+    meta_tmp.write_text(json.dumps({"complete": True, "shape": [n, dim], "dtype": "float32",
+                                    "failed": {str(k): v for k, v in failed.items()}}))
+    os.replace(meta_tmp, meta_path)
+    return CachedArray(np.load(npy, mmap_mode="r"), dict(failed), npy, False)

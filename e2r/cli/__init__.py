@@ -18,11 +18,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# Command modules, in the order `e2r --help` lists them. A module that is missing is skipped
-# so a partial checkout still runs.
+# Command modules, in the order `e2r --help` lists them.
 _COMMAND_MODULES = (
     "demo_cmd",
     "synth_cmd",
+    "train_echo_cmd",
     "train_cmd",
     "index_cmd",
     "search_cmd",
@@ -31,13 +31,7 @@ _COMMAND_MODULES = (
 )
 
 for _name in _COMMAND_MODULES:
-    try:
-        _mod = importlib.import_module(f"e2r.cli.{_name}")
-    except ModuleNotFoundError as _err:
-        if _err.name != f"e2r.cli.{_name}":
-            raise
-        continue
-    _mod.register(app)
+    importlib.import_module(f"e2r.cli.{_name}").register(app)
 
 
 @app.callback()

@@ -1,8 +1,9 @@
 """`e2r eval`: the benchmark (`--benchmark`, on the phantom cohort) or the same metrics for a user's
 own model and paired data (`--model MODEL_DIR --pairs PAIRS.csv`).
 
-The protocol lives in queries.benchmark; this command wires the real training (trainer.loop.train),
-indexing (indexer.pipeline.index_archive) and the supervised ceiling (trainer.supervised) into it.
+The protocol lives in queries.benchmark; this command wires the real echo-tower pretraining
+(trainer.echo_pretrain), alignment (trainer.align.train), indexing (indexer.pipeline.index_archive)
+and the supervised ceiling (trainer.supervised) into it.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ class RunSize:
     """How big a benchmark run is (the --quick and default presets of `e2r eval --benchmark`)."""
 
     patients: int
-    epochs: int
+    epochs: int        # alignment and supervised-ceiling epochs
+    tower_epochs: int  # echo-tower pretraining epochs
     seeds: int
     video_size: int  # phantom cine loop rows = columns (the model decodes to its own size anyway)
 
 
-QUICK = RunSize(patients=120, epochs=2, seeds=1, video_size=64)
-DEFAULT = RunSize(patients=300, epochs=10, seeds=3, video_size=128)
+QUICK = RunSize(patients=120, epochs=2, tower_epochs=3, seeds=1, video_size=64)
+DEFAULT = RunSize(patients=1000, epochs=30, tower_epochs=15, seeds=3, video_size=128)
 COHORT_SEED = 0
 
 
@@ -63,7 +65,9 @@ def eval_command(
 
     `--benchmark` generates (or reuses) a synthetic phantom cohort and compares, on the same
     splits: chance, a random-init encoder, single-view, mean-pooling and attention-pooling
-    (Echo2ECG) alignment, and a supervised ECG->phenotype ceiling, as mean ± SD over seeds.
+    (Echo2ECG) alignment to the seed's frozen echo tower (pretrained on the train split's
+    measurements), the tower alone (echo -> echo), and a supervised ECG->phenotype ceiling, as
+    mean ± SD over seeds.
     `--model M --pairs P.csv` reports the same metrics for your model on your data's test split.
     """
     from e2r.errors import ConfigError
@@ -110,13 +114,17 @@ def _run_phantom_benchmark(size: RunSize, seeds: Optional[int], patients: Option
         context={"command": command, "patients": manifest.get("counts", {}).get("patients"),
                  "cohort": str(cohort_dir), "cohort_manifest": manifest,
                  "training": {"preset": preset, "epochs": n_epochs, "supervised epochs": n_epochs,
+                              "echo-tower epochs": size.tower_epochs,
                               "batch size": get_preset(preset).train.batch_size, "lr": get_preset(preset).train.lr}},
     ).validate()
+    cache = workdir / "cache"
     with _open_store(home, qdrant_url, api_key) as store:
         steps = BenchmarkSteps(
             store=store,
             index=_index_step(cohort_dir / "echo", cohort_dir / "phenotypes.csv", store, home, progress),
-            train=_train_step(cohort_dir, workdir / "cache", preset, n_epochs, progress),
+            train=_train_step(cohort_dir, cache, preset, n_epochs, progress),
+            pretrain_tower=_tower_step(cohort_dir, cache, preset, size.tower_epochs, progress),
+            tower_studies=_tower_studies_step(cohort_dir / "echo", cache, progress),
             train_supervised=_supervised_step(n_epochs),
         )
         return run_benchmark(spec, steps, say)
@@ -174,47 +182,106 @@ def _ensure_cohort(cohort: Optional[Path], workdir: Path, patients: int, video_s
 
 
 def _manifest(cohort: Path) -> dict:
-    try:
-        return json.loads((cohort / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return {}
+    return _read_json(cohort / "manifest.json") or {}
 
 
 def _train_step(cohort: Path, cache_dir: Path, preset: str, epochs: int, progress: bool):
-    """train(arm, seed, out_dir): Echo2ECG with the arm's aggregation; a finished bundle with the same
-    settings is reused; the decoded data are loaded once and shared by every arm and seed."""
+    """train(arm, seed, out_dir, tower_dir): Echo2ECG with the arm's aggregation aligned to the seed's
+    frozen tower; a finished bundle with the same settings is reused; the data (cached tower
+    embeddings) are loaded once per tower and shared by the arms of that seed."""
+    from trainer.align import model_preset, train
     from trainer.config import make_train_config
     from trainer.data import load_paired_data
-    from trainer.loop import resolve_preset, train
 
-    shared: dict[str, Any] = {}
+    shared: dict[Any, Any] = {}
 
-    def run(arm: str, seed: int, out_dir: Path) -> dict[str, Any]:
+    def run(arm: str, seed: int, out_dir: Path, tower_dir: Optional[Path]) -> dict[str, Any]:
         cfg = make_train_config(cohort, out_dir, preset=preset, aggregation=arm, epochs=epochs, seed=seed,
-                                cache_dir=str(cache_dir), progress=progress)
-        if _finished_bundle(out_dir, cfg):
+                                cache_dir=str(cache_dir), progress=progress,
+                                echo_encoder=str(tower_dir) if tower_dir else None)
+        tower_hash = (_read_json(tower_dir / "tower.json") or {}).get("hash") if tower_dir else None
+        if _finished_bundle(out_dir, cfg, tower_hash):
             return {"model_dir": out_dir, "reused": True}
-        if out_dir.exists():
-            shutil.rmtree(out_dir)  # benchmark-owned: an old or interrupted run of other settings
-        if "data" not in shared:
-            shared["data"] = load_paired_data(cfg, resolve_preset(cfg))
-        r = train(cfg, data=shared["data"])
+        _remove_owned(out_dir)
+        if tower_dir not in shared:
+            from e2r.models import Echo2ECG
+
+            model_p, source = model_preset(cfg)
+            embedder = Echo2ECG(model_p)
+            if source is not None and source.encoder_state is not None:
+                embedder.video_encoder.load_state_dict(source.encoder_state)
+            frozen = embedder.video_encoder_frozen
+            shared.clear()  # one tower's embeddings at a time
+            shared[tower_dir] = load_paired_data(cfg, model_p, embedder=embedder if frozen else None,
+                                                 encoder_id=source.hash if source else None)
+        r = train(cfg, data=shared[tower_dir])
         return {"model_dir": out_dir, "reused": False, "train_time_s": r.train_time_s, "epochs": r.epochs,
-                "best_epoch": r.best_epoch, "pairs_per_s": r.pairs_per_s, "params": r.params,
-                "best_val": {k: r.best_metrics.get(k) for k in ("val_loss", "recall@1", "recall@5", "mean_rank",
-                                                                "chance_mean_rank")},
+                "best_epoch": r.best_epoch, "select_metric": r.select_metric, "pairs_per_s": r.pairs_per_s,
+                "params": r.params,
+                "best_val": {k: r.best_metrics.get(k) for k in ("val_loss", "val_pheno_map", "val_knn_le45_auroc",
+                                                                "val_knn_lvh_auroc", "val_recall@10")},
                 "train_pairs": r.data_summary.get("train_pairs"), "val_pairs": r.data_summary.get("val_pairs")}
 
     return run
 
 
-def _finished_bundle(out_dir: Path, cfg: Any) -> bool:
+def _tower_step(cohort: Path, cache_dir: Path, preset: str, epochs: int, progress: bool):
+    """pretrain_tower(seed, out_dir): the seed's echo tower on the cohort's train split (reused when
+    a finished tower with the same settings is there)."""
+    from trainer.config import make_train_config
+    from trainer.echo_pretrain import ECHO_DEFAULTS, train_echo_tower
+
+    def run(seed: int, out_dir: Path) -> dict[str, Any]:
+        cfg = make_train_config(cohort, out_dir, preset=preset, defaults=ECHO_DEFAULTS, epochs=epochs, seed=seed,
+                                cache_dir=str(cache_dir), workers=2, progress=progress)
+        meta = _read_json(out_dir / "tower.json")
+        tc = meta.get("train_config", {}) if meta else {}
+        if meta and all(tc.get(k) == getattr(cfg, k) for k in ("data", "preset", "epochs", "seed", "batch_size", "lr")):
+            return {"tower_dir": out_dir, "reused": True, "hash": meta.get("hash"), "val_mean_r": meta.get("val_mean_r")}
+        _remove_owned(out_dir)
+        r = train_echo_tower(cfg)
+        return {"tower_dir": out_dir, "reused": False, "hash": r.bundle_hash, "train_time_s": r.train_time_s,
+                "best_epoch": r.best_epoch, "val_mean_r": r.best_score, "videos_per_s": r.items_per_s,
+                "val_r": {k[6:]: v for k, v in r.best_metrics.items() if k.startswith("val_r_")}}
+
+    return run
+
+
+def _tower_studies_step(archive: Path, cache_dir: Path, progress: bool):
+    from trainer.echo_pretrain import embed_studies
+
+    def run(tower_dir: Path):
+        return embed_studies(tower_dir, archive, cache_dir, workers=2, progress=progress)
+
+    return run
+
+
+def _read_json(path: Path) -> Optional[dict]:
+    """A JSON file's object, or None when it is missing; a corrupt one is a clear error."""
+    from e2r.errors import DataError
+
+    if not path.is_file():
+        return None
     try:
-        meta = json.loads((out_dir / "bundle.json").read_text())
-    except (OSError, ValueError):
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: corrupt ({exc}); delete it (the benchmark redoes that step)") from exc
+    return obj if isinstance(obj, dict) else None
+
+
+def _remove_owned(out_dir: Path) -> None:
+    """Delete a benchmark-owned model or tower folder of an old or interrupted run."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+
+
+def _finished_bundle(out_dir: Path, cfg: Any, tower_hash: Optional[str]) -> bool:
+    meta = _read_json(out_dir / "bundle.json")
+    if not meta or (meta.get("echo_tower") or {}).get("hash") != tower_hash:
         return False
     tc = meta.get("train_config", {})
-    return all(tc.get(k) == getattr(cfg, k) for k in ("data", "preset", "aggregation", "epochs", "seed", "batch_size", "lr"))
+    return all(tc.get(k) == getattr(cfg, k) for k in ("data", "preset", "aggregation", "epochs", "seed", "batch_size",
+                                                       "lr", "echo_encoder"))
 
 
 def _index_step(archive: Path, phenotypes: Path, store: Any, home: Path, progress: bool):

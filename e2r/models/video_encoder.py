@@ -5,8 +5,12 @@ factorisation), GroupNorm (batch-independent, so training and evaluation behave 
 DDP needs no synchronised statistics) and a residual connection. A strided stem cuts the frame
 size first. The stem is a patch embedding (non-overlapping frames x pixels patches through one
 linear layer, i.e. a Conv3d with kernel = stride) written as reshape + Linear because that runs
-~5x faster than Conv3d on CPU, where the full-resolution first layer dominates the cost. Global
-average pooling over time and space, then a linear layer, gives the per-video embedding.
+~5x faster than Conv3d on CPU, where the full-resolution first layer dominates the cost.
+
+Pooling sees motion: the features are averaged over space at each time step, then their mean
+and standard deviation over time are concatenated and projected to the per-video embedding. A
+global average over time and space would throw away how much the heart moves during the clip,
+which is what the ejection fraction measures (measured: see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -75,14 +79,15 @@ class VideoEncoder(nn.Module):
             stages.append(Stage(c, c_out, t_stride=2 if i < 2 else 1))  # time: 1/4 after two stages
             c = c_out
         self.stages = nn.ModuleList(stages)
-        self.head = nn.Linear(c, cfg.out_dim)
+        self.head = nn.Linear(2 * c, cfg.out_dim)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         x = video.permute(0, 2, 1, 3, 4)  # (N, C, F, H, W)
         x = self.stem(x)  # (N, w, F/pt, H/ps, W/ps)
         for stage in self.stages:
             x = stage(x)  # (N, c, F', H', W')
-        x = x.mean(dim=(2, 3, 4))  # (N, c)
+        x = x.mean(dim=(3, 4))  # (N, c, F')  spatial mean per time step
+        x = torch.cat([x.mean(dim=2), x.std(dim=2, unbiased=False)], dim=1)  # (N, 2c)
         return self.head(x)  # (N, out_dim)
 
     def layer_id(self, name: str) -> int:

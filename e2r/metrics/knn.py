@@ -34,6 +34,10 @@ from e2r.phenotypes import LVEF_CLASSES, derive_labels
 log = logging.getLogger(__name__)
 
 WEIGHTINGS = ("softmax", "similarity", "uniform")
+# The vote the benchmark and training validation use: the 20 nearest labelled studies, softmax of
+# similarity / 0.1.
+VOTE_K = 20
+VOTE_TEMPERATURE = 0.1
 TARGETS = ("lvef", "lvh")  # label arrays the vote reads; lvef_class and lvef_le45 derive from lvef
 _BLOCK_ELEMENTS = 1 << 21
 

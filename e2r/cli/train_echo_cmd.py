@@ -1,0 +1,78 @@
+"""`e2r train-echo`: pretrain the echo tower on the archive's measured phenotypes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from e2r.cli.common import JsonOpt, default_home, handle_errors, print_json, print_table
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `train-echo` command to the app."""
+    app.command("train-echo")(handle_errors(train_echo))
+
+
+def train_echo(
+    data: Path = typer.Option(..., "--data", help="Cohort folder holding pairs.csv and phenotypes.csv (e.g. from "
+                              "`e2r synth`), or a pairs CSV: its split column decides which patients train."),
+    out: Path = typer.Option(..., "--out", help="Tower folder: tower.json, weights.pt, checkpoints/, train_log.jsonl."),
+    archive: Optional[Path] = typer.Option(None, "--archive", help="Echo DICOM archive (default: <cohort>/echo)."),
+    phenotypes: Optional[Path] = typer.Option(None, "--phenotypes", help="Phenotype CSV (default: phenotypes.csv beside the pairs CSV)."),
+    preset: str = typer.Option("tiny", "--preset", help="Model preset whose video encoder is trained: tiny (CPU) or base."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs (default 15)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Videos per batch (default 64)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default 2e-3)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (init, data order)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
+    workers: int = typer.Option(2, "--workers", help="Video decode worker processes."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", envvar="E2R_CACHE",
+                                             help="Cache of decoded videos, shared with `e2r train` (default $E2R_HOME/cache; env E2R_CACHE)."),
+    min_studies: int = typer.Option(20, "--min-studies", help="Refuse to pretrain with fewer labelled training studies."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from <out>/checkpoints/last.pt after an interruption."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Pretrain e2r's video encoder to regress each video's study phenotypes (the echo tower).
+
+    Trains on the patients of the pairs CSV's train split (val selects the epoch by the mean
+    per-video Pearson r; test is never read) and writes a tower folder with its hash, the
+    normalisation statistics and the per-field validation r and MAE. Studies without any
+    measured phenotype take no part. Then align the ECG to it:
+    `e2r train --data COHORT --echo-encoder OUT`.
+    """
+    import logging
+
+    from trainer.config import make_train_config
+    from trainer.echo_pretrain import ECHO_DEFAULTS, train_echo_tower
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    config = make_train_config(
+        data, out, preset=preset, defaults=ECHO_DEFAULTS, archive=str(archive) if archive else None,
+        cache_dir=str(cache_dir or default_home() / "cache"), epochs=epochs, batch_size=batch_size, lr=lr,
+        seed=seed, device=device, workers=workers, resume=resume, progress=not quiet,
+        phenotypes=str(phenotypes) if phenotypes else None)
+    result = train_echo_tower(config, min_studies=min_studies)
+    summary = _summary(result)
+    if as_json:
+        print_json(summary)
+        return
+    print_table(summary["fields"], ["field", "val_r", "val_study_r", "val_mae"])
+    typer.echo("")
+    print_table([{"item": k, "value": v} for k, v in summary.items() if k != "fields"], ["item", "value"])
+    typer.echo(f"\nnext: e2r train --data {data} --echo-encoder {out}")
+
+
+def _summary(result: Any) -> dict[str, Any]:
+    m, d = result.best_metrics, result.data_summary
+    return {
+        "tower": result.out_dir, "hash": result.bundle_hash, "best_epoch": result.best_epoch,
+        "epochs": result.epochs, "val_mean_r": m.get("val_mean_r"), "val_loss": m.get("val_loss"),
+        "train_studies": d.get("train_studies"), "val_studies": d.get("val_studies"),
+        "train_videos": d.get("train_videos"), "unlabelled_studies": d.get("unlabelled"),
+        "videos_per_s": result.items_per_s, "train_time_s": result.train_time_s, "device": result.device,
+        "fields": [{"field": f, "val_r": m.get(f"val_r_{f}"), "val_study_r": m.get(f"val_study_r_{f}"),
+                    "val_mae": m.get(f"val_mae_{f}")} for f in d.get("fields", [])],
+    }
