@@ -14,12 +14,9 @@ import datetime as _dt
 import hashlib
 import json
 import logging
-import os
 import platform
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -27,6 +24,7 @@ from e2r import __version__
 from e2r.errors import BundleError, E2RError
 from e2r.models import Echo2ECG
 from e2r.presets import ModelPreset, preset_from_dict, preset_to_dict
+from e2r.util import atomic_write, jsonable
 
 log = logging.getLogger(__name__)
 
@@ -87,16 +85,16 @@ def save_bundle(model: Echo2ECG, out_dir: str | Path, train_config: dict | None 
                           "echo": {**preset.echo.decode_kwargs(), "mean": list(preset.echo.mean),
                                    "std": list(preset.echo.std)}},
         "embed_dim": preset.embed_dim,
-        "train_config": _jsonable(train_config or {}),
-        "data_summary": _jsonable(data_summary or {}),
+        "train_config": jsonable(train_config or {}),
+        "data_summary": jsonable(data_summary or {}),
         "created_by": f"e2r {__version__} (torch {torch.__version__}, python {platform.python_version()})",
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "files": {"weights": WEIGHTS_FILE},
     }
     if echo_tower:
-        meta["echo_tower"] = _jsonable(echo_tower)
-    _atomic_write(out / WEIGHTS_FILE, lambda f: torch.save(state, f))
-    _atomic_write(out / META_FILE, lambda f: f.write(json.dumps(meta, indent=2).encode()))
+        meta["echo_tower"] = jsonable(echo_tower)
+    atomic_write(out / WEIGHTS_FILE, lambda f: torch.save(state, f))
+    atomic_write(out / META_FILE, lambda f: f.write(json.dumps(meta, indent=2).encode()))
     log.info("saved model bundle %s (hash %s)", out, digest)
     return digest
 
@@ -176,33 +174,3 @@ def bundle_hash(path: str | Path) -> str:
     path = Path(path)
     meta = _read_meta(path)
     return _verify(path, meta, _read_state(path, meta))
-
-
-def _atomic_write(target: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _jsonable(obj: Any) -> Any:
-    """Make configs JSON-ready: dataclasses -> dicts, Paths -> str, tuples -> lists."""
-    if hasattr(obj, "__dataclass_fields__"):
-        obj = asdict(obj)
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    if hasattr(obj, "item"):
-        return obj.item()
-    return str(obj)

@@ -82,7 +82,7 @@ def _core(cfg: EchoEncoderConfig, fields: tuple[str, ...], norm: dict[str, list[
 def save_echo_tower(model: EchoTower, out_dir: str | Path, fields: tuple[str, ...],
                     norm: dict[str, tuple[float, float]], info: dict[str, Any]) -> str:
     """Write the tower into out_dir (weights first, tower.json last, both atomically); its hash."""
-    from e2r.bundle import _atomic_write, _jsonable
+    from e2r.util import atomic_write, jsonable
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -90,11 +90,11 @@ def save_echo_tower(model: EchoTower, out_dir: str | Path, fields: tuple[str, ..
     core = _core(model.cfg, tuple(fields), {k: [float(a), float(b)] for k, (a, b) in norm.items()})
     digest = tower_hash(core, state)
     meta = {"format": TOWER_FORMAT, "kind": TOWER_KIND, "e2r_version": __version__, "hash": digest,
-            **core, **_jsonable(info),
+            **core, **jsonable(info),
             "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "files": {"weights": WEIGHTS_FILE}}
-    _atomic_write(out / WEIGHTS_FILE, lambda f: torch.save(state, f))
-    _atomic_write(out / TOWER_FILE, lambda f: f.write(json.dumps(meta, indent=2).encode()))
+    atomic_write(out / WEIGHTS_FILE, lambda f: torch.save(state, f))
+    atomic_write(out / TOWER_FILE, lambda f: f.write(json.dumps(meta, indent=2).encode()))
     return digest
 
 

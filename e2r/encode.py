@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from e2r.ecg_preprocess import PreprocessedECG
+from e2r.ecg.preprocess import PreprocessedECG
 from e2r.errors import DataError
 from e2r.presets import EchoEncoderConfig
 

@@ -38,16 +38,33 @@ NUMERIC_FIELDS = (
 LABEL_FIELDS = ("lvef_class", "lvef_le45", "lvh")
 LVEF_CLASSES = ("reduced", "mildly_reduced", "preserved")
 PHENOTYPE_COLUMNS = ("study_uid", "patient_id", "study_date", *NUMERIC_FIELDS, "rhythm", *LABEL_FIELDS)
-LVH_WALL_MM = 13.0
+# The clinical thresholds, here and nowhere else.
+LVEF_CLASS_BOUNDS = (40.0, 50.0)  # reduced < 40 %, mildly reduced 40-49 %, preserved >= 50 % (ESC 2021)
+LVEF_LE45 = 45.0                  # EchoNext's flag: LVEF <= 45 %
+LVH_WALL_MM = 13.0                # hypertrophy: max(IVSd, LVPWd) >= 13 mm
 
 
 def lvef_class(lvef: float) -> str:
     """LVEF class by the 2021 ESC heart-failure thresholds."""
-    if lvef < 40:
-        return "reduced"
-    if lvef < 50:
-        return "mildly_reduced"
-    return "preserved"
+    return LVEF_CLASSES[int(np.searchsorted(LVEF_CLASS_BOUNDS, lvef, side="right"))]
+
+
+def lvef_class_index(lvef: np.ndarray) -> np.ndarray:
+    """Index into LVEF_CLASSES of each LVEF (the thresholds of `lvef_class`); -1 for NaN."""
+    lvef = np.asarray(lvef, dtype=np.float64)
+    idx = np.searchsorted(LVEF_CLASS_BOUNDS, np.nan_to_num(lvef), side="right")
+    return np.where(np.isfinite(lvef), idx, -1)
+
+
+def lvef_le45_flag(lvef: np.ndarray) -> np.ndarray:
+    """1.0 where LVEF <= 45 %, 0.0 above, NaN where LVEF is missing."""
+    lvef = np.asarray(lvef, dtype=np.float64)
+    return np.where(np.isfinite(lvef), (lvef <= LVEF_LE45).astype(float), np.nan)
+
+
+def lvh_flag(walls_mm: Sequence[float]) -> int:
+    """1 when the thickest wall is >= 13 mm."""
+    return int(max(walls_mm) >= LVH_WALL_MM)
 
 
 def derive_labels(values: dict[str, Any]) -> dict[str, Any]:
@@ -56,8 +73,8 @@ def derive_labels(values: dict[str, Any]) -> dict[str, Any]:
     walls = [w for w in (values.get("ivsd"), values.get("lvpwd")) if w is not None]
     return {
         "lvef_class": lvef_class(lvef) if lvef is not None else None,
-        "lvef_le45": int(lvef <= 45) if lvef is not None else None,
-        "lvh": int(max(walls) >= LVH_WALL_MM) if walls else None,
+        "lvef_le45": int(lvef <= LVEF_LE45) if lvef is not None else None,
+        "lvh": lvh_flag(walls) if walls else None,
     }
 
 

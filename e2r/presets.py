@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from e2r.ecg_preprocess import ECGPreprocessConfig
+from e2r.ecg.preprocess import ECGPreprocessConfig
 from e2r.errors import ConfigError, PresetError
 
 AGGREGATION_MODES = ("attention", "mean", "single-view")
@@ -41,7 +41,7 @@ class ECGEncoderConfig:
 
 @dataclass(frozen=True)
 class EchoEncoderConfig:
-    """Per-video encoder and the decode settings its input needs (see e2r.echo_io.decode_video)."""
+    """Per-video encoder and the decode settings its input needs (see e2r.echo.decode_video)."""
 
     kind: str = "video"  # "video" (e2r's own, trainable) or "echoprime" (MViT-v2-S, frozen)
     n_frames: int = 16  # frames per clip
@@ -64,7 +64,7 @@ class EchoEncoderConfig:
         return 3 if self.color == "rgb" else 1
 
     def decode_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for e2r.echo_io.decode_video that produce this encoder's input."""
+        """Keyword arguments for e2r.echo.decode_video that produce this encoder's input."""
         return {"n_frames": self.n_frames, "size": tuple(self.size), "fps": self.fps,
                 "color": self.color, "stride": self.stride}
 

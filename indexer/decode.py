@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from e2r.echo_io import StudyInfo, decode_video
+from e2r.echo import StudyInfo, decode_video
 from e2r.errors import DicomReadError
 
 

@@ -12,7 +12,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Optional
 
-from e2r.echo_io import StudyInfo
+from e2r.echo import StudyInfo
 from e2r.phenotypes import LABEL_FIELDS, NUMERIC_FIELDS
 from e2r.store.schema import study_date_int
 

@@ -18,7 +18,7 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from e2r.echo_io import ArchiveScan, StudyInfo, scan_archive
+from e2r.echo import ArchiveScan, StudyInfo, scan_archive
 from e2r.errors import StoreError
 from indexer.config import IndexConfig
 from indexer.decode import DecodeJob, DecodedStudy, decode_study

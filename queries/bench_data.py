@@ -97,8 +97,8 @@ class LoadedECGs:
 
 def load_ecgs(rows: Sequence[PairRow], preprocess_cfg: Any) -> LoadedECGs:
     """read_ecg + preprocess_ecg every row's ECG; unreadable records are counted, never fatal."""
-    from e2r.ecg_io import read_ecg
-    from e2r.ecg_preprocess import preprocess_ecg
+    from e2r.ecg import read_ecg
+    from e2r.ecg.preprocess import preprocess_ecg
 
     arrays, kept, failed = [], [], []
     for row in rows:

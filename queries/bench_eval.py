@@ -25,8 +25,8 @@ import numpy as np
 
 from e2r.errors import DataError
 from e2r.phenotypes import LVEF_CLASSES
-from e2r.phenotypes import phenotype_arrays
-from e2r.metrics.knn import VOTE_K, VOTE_TEMPERATURE, KNNPredictions, ecg_knn_classify, ecg_knn_regress, knn_predict, label_arrays, lvef_class_index
+from e2r.phenotypes import lvef_class_index, lvef_le45_flag, phenotype_arrays
+from e2r.metrics.knn import VOTE_K, VOTE_TEMPERATURE, KNNPredictions, ecg_knn_classify, ecg_knn_regress, knn_predict, label_arrays
 from e2r.metrics.classification import binary_metrics, classification_metrics, regression_metrics
 from e2r.metrics.retrieval import (
     RELEVANCE_FIELDS,
@@ -100,7 +100,7 @@ def truth_of(rows: Sequence[Optional[Mapping[str, Any]]]) -> dict[str, Any]:
     arr = phenotype_arrays(rows, ("lvef",))["lvef"]
     lvh = label_arrays(rows)["lvh"]
     cls = [LVEF_CLASSES[i] if i >= 0 else None for i in lvef_class_index(arr)]  # from the number, always consistent
-    return {"lvef": arr, "le45": np.where(np.isfinite(arr), (arr <= 45).astype(float), np.nan),
+    return {"lvef": arr, "le45": lvef_le45_flag(arr),
             "lvh": lvh, "lvef_class": cls}
 
 

@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+from e2r.util import jsonable
+
 #: Retrieval columns: (header, key in RetrievalMetrics.to_dict(), higher is better)
 RETRIEVAL_COLUMNS = (
     ("R@1", "recall@1"), ("R@5", "recall@5"), ("R@10", "recall@10"),
@@ -52,21 +54,6 @@ def write_report(result: Any, out_dir: str | Path, plots: bool = True) -> list[s
     (out / "results.json").write_text(json.dumps(jsonable(results), indent=2, allow_nan=False) + "\n")
     (out / "report.md").write_text(render_markdown(results))
     return [str(out / "results.json"), str(out / "report.md"), *plots]
-
-
-def jsonable(obj: Any) -> Any:
-    """Plain JSON: tuples -> lists, numpy -> Python, NaN/inf -> None."""
-    if isinstance(obj, Mapping):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if hasattr(obj, "tolist"):
-        return jsonable(obj.tolist())
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 def lookup(tree: Mapping[str, Any], path: Sequence[str]) -> Any:

@@ -101,8 +101,8 @@ class Searcher:
     # -- encoding ---------------------------------------------------------------------------
     def _prepare(self, path: str | Path) -> tuple[Any, dict[str, Any]]:
         """Read and preprocess one ECG with the bundle's settings; (PreprocessedECG, ECG summary)."""
-        from e2r.ecg_io import read_ecg
-        from e2r.ecg_preprocess import preprocess_ecg
+        from e2r.ecg import read_ecg
+        from e2r.ecg.preprocess import preprocess_ecg
 
         record = read_ecg(path)
         pre = preprocess_ecg(record, self.loaded.preset.ecg_preprocess)

@@ -163,8 +163,8 @@ def _ecg_cohort(root: Path, n_patients: int = 18) -> tuple[Path, Path, dict]:
 def test_run_benchmark_with_injected_steps_writes_report(tmp_path):
     from e2r.bundle import load_model
     from e2r.phenotypes import read_phenotypes
-    from e2r.ecg_io import read_ecg
-    from e2r.ecg_preprocess import preprocess_ecg
+    from e2r.ecg import read_ecg
+    from e2r.ecg.preprocess import preprocess_ecg
     from e2r.encode import encode_ecg
 
     pairs, ph, rows = _ecg_cohort(tmp_path / "cohort")

@@ -8,7 +8,7 @@ import torch
 
 from e2r import encode
 from e2r.bundle import bundle_hash, load_model, save_bundle
-from e2r.ecg_preprocess import PreprocessedECG
+from e2r.ecg.preprocess import PreprocessedECG
 from e2r.errors import BundleError, DataError
 from e2r.models import Echo2ECG
 from e2r.presets import get_preset, with_overrides

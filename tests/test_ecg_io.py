@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import wfdb
 
-from e2r.ecg_io import CANONICAL_LEADS, ECGRecord, read_ecg
-from e2r.ecg_leads import canonical_lead
+from e2r.ecg import CANONICAL_LEADS, ECGRecord, read_ecg
+from e2r.ecg.leads import canonical_lead
 from e2r.errors import ECGReadError
 
 SHARED_ECG = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ecg"

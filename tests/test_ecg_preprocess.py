@@ -12,8 +12,8 @@ import pytest
 from scipy import sparse
 from scipy.sparse.linalg import spsolve
 
-from e2r.ecg_io import CANONICAL_LEADS, ECGRecord, read_ecg
-from e2r.ecg_preprocess import (
+from e2r.ecg import CANONICAL_LEADS, ECGRecord, read_ecg
+from e2r.ecg.preprocess import (
     ECGPreprocessConfig,
     PreprocessedECG,
     _als_baseline,

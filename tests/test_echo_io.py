@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from e2r.echo_io import (
+from e2r.echo import (
     ArchiveScan, VideoInfo, decode_video, parse_view, read_video_header, sample_indices, scan_archive,
 )
 from e2r.errors import ConfigError, DicomReadError
@@ -287,7 +287,7 @@ def test_scan_archive_progress_and_not_a_folder(tmp_path, capsys):
 
 
 def test_scan_survives_unexpected_reader_errors(tmp_path, monkeypatch):
-    import e2r.echo_io as echo_io
+    import e2r.echo.archive as echo_io
 
     good = write_us_dicom(tmp_path / "good.dcm", _ramp_video(2))
     write_us_dicom(tmp_path / "weird.dcm", _ramp_video(2))

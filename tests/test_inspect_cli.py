@@ -130,7 +130,7 @@ def test_detect_kind(tmp_path):
 
 
 def test_dicom_ecg():
-    pytest.importorskip("e2r.ecg_io")
+    pytest.importorskip("e2r.ecg")
     r = _json(_invoke(str(_example("waveform")), "--json"))
     assert r["kind"] == "ecg" and r["fs_hz"] == pytest.approx(1000.0)
     assert [lead["lead"] for lead in r["leads"]] == ["I", "II", "III", "aVR", "aVL", "aVF",
@@ -141,7 +141,7 @@ def test_dicom_ecg():
 
 
 def test_ecg_bad_header_is_error(tmp_path):
-    pytest.importorskip("e2r.ecg_io")
+    pytest.importorskip("e2r.ecg")
     (tmp_path / "bad.hea").write_text("this is not a WFDB header\n")
     result = _invoke(str(tmp_path / "bad.hea"))
     assert result.exit_code == 1 and result.stderr.startswith("Error: ") and "Traceback" not in result.output
@@ -150,7 +150,7 @@ def test_ecg_bad_header_is_error(tmp_path):
 @pytest.mark.shared_data
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is absent")
 def test_shared_ecgs_text_and_json():
-    pytest.importorskip("e2r.ecg_io")
+    pytest.importorskip("e2r.ecg")
     ptb = SHARED / "ecg" / "ptbdb" / "s0010_re"
     result = _invoke(str(ptb))
     assert result.exit_code == 0, result.output

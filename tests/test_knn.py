@@ -16,7 +16,6 @@ from e2r.metrics.knn import (
     knn_estimate,
     knn_predict,
     label_arrays,
-    lvef_class_index,
 )
 
 
@@ -193,6 +192,8 @@ def test_to_dict_keys_are_stable_and_json_ready():
 
 
 def test_lvef_class_index_matches_phenotypes():
+    from e2r.phenotypes import lvef_class_index
+
     values = [10.0, 39.999, 40.0, 45.0, 49.99, 50.0, 80.0]
     assert [LVEF_CLASSES[i] for i in lvef_class_index(values)] == [lvef_class(v) for v in values]
     assert lvef_class_index([np.nan])[0] == -1

@@ -99,7 +99,7 @@ def test_dicom_tags_and_pixels(cohort: Path) -> None:
 
 
 def test_wfdb_records_read_back(cohort: Path) -> None:
-    from e2r.ecg_io import read_ecg
+    from e2r.ecg import read_ecg
 
     with (cohort / "pairs.csv").open() as fh:
         paths = [r["ecg_path"] for r in csv.DictReader(fh) if r["ecg_path"]]
@@ -116,7 +116,7 @@ def test_wfdb_records_read_back(cohort: Path) -> None:
 
 
 def test_echo_readers_group_studies(cohort: Path) -> None:
-    from e2r.echo_io import decode_video, scan_archive
+    from e2r.echo import decode_video, scan_archive
 
     scan = scan_archive(cohort / "echo")
     phen, _ = read_phenotypes(cohort / "phenotypes.csv")

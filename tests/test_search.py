@@ -73,8 +73,8 @@ def test_search_json_lists_neighbours_and_estimate(indexed):
 def test_search_matches_exact_cosine(indexed):
     """The store's ranking equals brute-force cosine over the indexed vectors."""
     from e2r.bundle import load_model
-    from e2r.ecg_io import read_ecg
-    from e2r.ecg_preprocess import preprocess_ecg
+    from e2r.ecg import read_ecg
+    from e2r.ecg.preprocess import preprocess_ecg
     from e2r.encode import encode_ecg
     from e2r.store import open_store
 

@@ -2,13 +2,12 @@
 
 A checkpoint is a torch.save'd dict: model, optimizer, scheduler, epoch (completed epochs),
 step, best_val_loss, best_epoch, history, config, and the RNG states (torch, CUDA, numpy,
-python). It is written to a temporary file in the same folder and moved into place with
-os.replace, so a kill during the write leaves the previous checkpoint intact.
+python). It is written through e2r.util.atomic_write (temporary file, fsync, os.replace),
+so a kill during the write leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from e2r.errors import ConfigError
+from e2r.util import atomic_write
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -41,12 +41,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """Write `state` to `path` atomically (temp file + os.replace)."""
+    """Write `state` to `path` atomically (temp file, fsync, os.replace)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(state, f))
     return path
 
 

@@ -1,7 +1,7 @@
 """Paired training data: pairs CSV + echo archive -> cached arrays -> a torch Dataset.
 
 `load_paired_data(config, preset)` reads the pairs CSV (see e2r.phenotypes for the schema), maps
-each study UID to its videos with e2r.echo_io.scan_archive, reads and preprocesses every ECG once
+each study UID to its videos with e2r.echo.scan_archive, reads and preprocesses every ECG once
 and decodes every video once into memory-mapped caches (trainer.video_cache). Rows whose ECG
 record or echo study is missing or unreadable are counted in the DataSummary and left out;
 training refuses with DataError when fewer than `min_pairs` training pairs remain.
@@ -153,7 +153,7 @@ def load_paired_data(config: TrainConfig, preset: Any, embedder: Any = None,
     embedding cache instead of a decoded-video cache; `encoder_id` names its weights in the
     cache key (default: a hash of the video encoder's weights).
     """
-    from e2r.echo_io import scan_archive
+    from e2r.echo import scan_archive
 
     csv_path, root = resolve_inputs(config.data, config.archive)
     rows = read_pairs(csv_path)

@@ -48,13 +48,14 @@ class EchoData:
     val_rows: np.ndarray
     val_targets: np.ndarray
     val_study: np.ndarray             # (n_val,) index of each val video's study (per-study figures)
+    val_views: tuple[str, ...] = ()   # (n_val,) view label of each val video ("unknown" when absent)
     summary: dict[str, Any] = field(default_factory=dict)
 
 
 def load_echo_data(config: TrainConfig, echo_cfg: Any, fields: Sequence[str], min_studies: int = MIN_STUDIES) -> EchoData:
     """Scan the archive, decode the videos of the train/val studies once (the cache alignment
     shares), and build the targets. DataError when too few labelled studies remain."""
-    from e2r.echo_io import scan_archive
+    from e2r.echo import scan_archive
     from e2r.pairs import read_pairs
     from trainer.data import decoded_video_cache, load_phenotypes_for, resolve_inputs, training_videos
 
@@ -73,6 +74,8 @@ def load_echo_data(config: TrainConfig, echo_cfg: Any, fields: Sequence[str], mi
     split, patient = _study_splits(rows, config)
     counts = {"unlabelled": 0, "no_video": 0, "not_in_archive": 0}
     labelled: dict[str, list[tuple[str, list[int]]]] = {"train": [], "val": []}
+    view_of = {row_of[str(v.path)]: v.view or "unknown" for s in studies.values() for v in s.videos
+               if str(v.path) in row_of}
     for uid in sorted(split):
         s = split[uid]
         values = phenotypes.get(uid) or {}
@@ -125,7 +128,8 @@ def load_echo_data(config: TrainConfig, echo_cfg: Any, fields: Sequence[str], mi
                "fields": list(fields), "failed_videos": len(decoded.failed), **counts}
     log.info("echo pretraining data: %d train studies (%d videos), %d val studies (%d videos); %d unlabelled "
              "studies left out", n_train, len(tr_rows), n_val, len(va_rows), counts["unlabelled"])
-    return EchoData(decoded.array, fields, norm, tr_rows, tr_t, va_rows, va_t, va_study, summary)
+    return EchoData(decoded.array, fields, norm, tr_rows, tr_t, va_rows, va_t, va_study,
+                    tuple(view_of[r] for r in va_rows), summary)
 
 
 def _num(v: Any) -> float:
@@ -223,8 +227,21 @@ class EchoTowerTask(Task):
         val = {f: {"r": best_metrics.get(f"val_r_{f}"), "mae": best_metrics.get(f"val_mae_{f}"),
                    "study_r": best_metrics.get(f"val_study_r_{f}")} for f in self.data.fields}
         info = {"trained_on": self.data_summary, "val": val, "val_mean_r": best_metrics.get("val_mean_r"),
-                "train_config": run_info}
+                "val_r_by_view": self.view_figures(), "train_config": run_info}
         return save_echo_tower(self.model.cpu(), out_dir, self.data.fields, self.data.norm, info)
+
+    def view_figures(self) -> dict[str, dict[str, Any]]:
+        """Per view: validation videos and the per-video r of each field (which views carry what)."""
+        d = self.data
+        if not d.val_views:
+            return {}
+        pred = self.predict(d.val_rows)
+        views = np.asarray(d.val_views)
+        out = {}
+        for view in sorted(set(d.val_views)):
+            sel = views == view
+            out[view] = {"videos": int(sel.sum()), **_pearson(pred[sel], d.val_targets[sel], d.fields)}
+        return out
 
     def describe(self, r: dict[str, Any]) -> str:
         per = " ".join(f"{f} {r[f'val_r_{f}']:.2f}" for f in self.data.fields)
@@ -283,7 +300,7 @@ def embed_studies(tower_dir: str | Path, archive: str | Path, cache_dir: str | P
                   progress: bool = True) -> dict[str, np.ndarray]:
     """{study_uid: (V, E) per-video embeddings} of every study of an archive under a frozen tower
     (the benchmark's echo-tower arm: echo-to-echo retrieval with the tower alone)."""
-    from e2r.echo_io import scan_archive
+    from e2r.echo import scan_archive
     from e2r.echo_tower import load_echo_tower
     from trainer.data import decoded_video_cache
     from trainer.video_cache import embed_cached_videos

@@ -26,8 +26,7 @@ import torch
 from torch import nn
 
 from e2r.errors import ConfigError, DataError
-from e2r.metrics.knn import lvef_class_index
-from e2r.phenotypes import LVEF_CLASSES, LVH_WALL_MM
+from e2r.phenotypes import LVEF_CLASSES, lvef_class_index, lvef_le45_flag, lvh_flag
 from trainer.augment import AugmentConfig, augment_ecg
 from trainer.task import Task
 
@@ -93,9 +92,9 @@ def targets_of(rows: Sequence[Optional[Mapping[str, Any]]]) -> dict[str, np.ndar
         if row.get("lvh") is not None:
             lvh[i] = float(row["lvh"])
         elif walls:
-            lvh[i] = float(max(walls) >= LVH_WALL_MM)
+            lvh[i] = float(lvh_flag(walls))
     cls = lvef_class_index(lvef)
-    le45 = np.where(np.isfinite(lvef), (lvef <= 45).astype(float), np.nan)
+    le45 = lvef_le45_flag(lvef)
     return {"lvef_class": cls.astype(np.int64), "lvef": lvef, "lvef_le45": le45, "lvh": lvh}
 
 

@@ -79,7 +79,7 @@ def _phenotype_figures(model, data: PairedData, val: Sequence[Pair], ecg_emb: np
     from e2r.metrics.classification import binary_metrics
     from e2r.metrics.knn import VOTE_K, VOTE_TEMPERATURE, knn_predict, label_arrays
     from e2r.metrics.retrieval import RELEVANCE_FIELDS, phenotype_relevance, retrieval_metrics
-    from e2r.phenotypes import cohort_sd, phenotype_arrays
+    from e2r.phenotypes import cohort_sd, lvef_le45_flag, phenotype_arrays
 
     ph = data.phenotypes
     fields = RELEVANCE_FIELDS
@@ -96,8 +96,7 @@ def _phenotype_figures(model, data: PairedData, val: Sequence[Pair], ecg_emb: np
     pred = knn_predict(ecg_emb @ train_emb.T, train_labels, k=min(VOTE_K, len(train_uids)),
                        weighting="softmax", temperature=VOTE_TEMPERATURE)
     truth = label_arrays(q_rows)
-    le45 = np.where(np.isfinite(truth["lvef"]), (truth["lvef"] <= 45).astype(float), np.nan)
-    out["val_knn_le45_auroc"] = binary_metrics(le45, pred.p_le45)["auroc"]
+    out["val_knn_le45_auroc"] = binary_metrics(lvef_le45_flag(truth["lvef"]), pred.p_le45)["auroc"]
     out["val_knn_lvh_auroc"] = binary_metrics(truth["lvh"], pred.p_lvh)["auroc"]
     err = np.abs(pred.lvef - truth["lvef"])
     out["val_knn_lvef_mae"] = float(np.nanmean(err)) if np.isfinite(err).any() else float("nan")

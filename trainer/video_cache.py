@@ -99,14 +99,22 @@ def build_cached_array(cache_dir: str | Path, prefix: str, key: str, items: Sequ
     else:
         _fill(arr, todo, map(_load, jobs), failed, bar)
     bar.close()
+    _finish(arr, tmp, npy, meta_path, {"complete": True, "shape": list(shape), "dtype": str(dtype),
+                                       "failed": {str(k): v for k, v in failed.items()}})
+    return CachedArray(np.load(npy, mmap_mode="r"), failed, npy, False)
+
+
+def _finish(arr: np.ndarray, tmp: Path, npy: Path, meta_path: Path, meta: dict[str, Any]) -> None:
+    """Make a finished memmap durable under its final name, then write the sidecar that marks it
+    complete (sidecar last: a crash in between leaves no `complete` cache)."""
+    from e2r.util import atomic_write
+
     arr.flush()
     del arr
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
     os.replace(tmp, npy)
-    meta_tmp = meta_path.with_suffix(f".{os.getpid()}.tmp")
-    meta_tmp.write_text(json.dumps({"complete": True, "shape": list(shape), "dtype": str(dtype),
-                                    "failed": {str(k): v for k, v in failed.items()}}))
-    os.replace(meta_tmp, meta_path)
-    return CachedArray(np.load(npy, mmap_mode="r"), failed, npy, False)
+    atomic_write(meta_path, lambda f: f.write(json.dumps(meta).encode()))
 
 
 def _probe_shape(items: Sequence[Any], load: Callable[[Any], np.ndarray],
@@ -134,7 +142,7 @@ def _fill(arr: np.ndarray, todo: list[int], results, failed: dict[int, str], bar
 def decode_for_cache(path: str, n_frames: int, size: tuple[int, int], fps: float | None,
                      color: str, stride: int | None) -> np.ndarray:
     """decode_video with the preset's settings (module-level so worker processes can run it)."""
-    from e2r.echo_io import decode_video
+    from e2r.echo import decode_video
 
     return decode_video(path, n_frames=n_frames, size=tuple(size), fps=fps, color=color,
                         stride=stride)
@@ -142,8 +150,8 @@ def decode_for_cache(path: str, n_frames: int, size: tuple[int, int], fps: float
 
 def read_for_cache(path: str, preprocess_cfg: Any) -> np.ndarray:
     """read_ecg + preprocess_ecg (module-level so worker processes can run it)."""
-    from e2r.ecg_io import read_ecg
-    from e2r.ecg_preprocess import preprocess_ecg
+    from e2r.ecg import read_ecg
+    from e2r.ecg.preprocess import preprocess_ecg
 
     return preprocess_ecg(read_ecg(path), preprocess_cfg).signal.astype(np.float32, copy=False)
 
@@ -213,11 +221,6 @@ def _build_rows(cache_dir: Path, stem: str, n: int, dim: int, chunks: list[list[
         for chunk in chunks:
             arr[chunk] = load(chunk)
             bar.update(len(chunk))
-    arr.flush()
-    del arr
-    os.replace(tmp, npy)
-    meta_tmp = meta_path.with_suffix(f".{os.getpid()}.tmp")
-    meta_tmp.write_text(json.dumps({"complete": True, "shape": [n, dim], "dtype": "float32",
-                                    "failed": {str(k): v for k, v in failed.items()}}))
-    os.replace(meta_tmp, meta_path)
+    _finish(arr, tmp, npy, meta_path, {"complete": True, "shape": [n, dim], "dtype": "float32",
+                                       "failed": {str(k): v for k, v in failed.items()}})
     return CachedArray(np.load(npy, mmap_mode="r"), dict(failed), npy, False)

@@ -55,18 +55,10 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def print_json(obj: Any) -> None:
-    """Print a JSON document with stable key order (numpy scalars and paths made plain)."""
+    """Print a JSON document with stable key order (e2r.util.jsonable makes the values plain)."""
+    from e2r.util import jsonable
 
-    def default(o: Any) -> Any:
-        if hasattr(o, "item"):
-            return o.item()
-        if hasattr(o, "tolist"):
-            return o.tolist()
-        if isinstance(o, Path):
-            return str(o)
-        raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=default) + "\n")
+    sys.stdout.write(json.dumps(jsonable(obj), indent=2, sort_keys=False) + "\n")
 
 
 def print_table(rows: list[dict[str, Any]], columns: Optional[list[str]] = None) -> None:

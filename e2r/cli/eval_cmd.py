@@ -310,11 +310,11 @@ def _supervised_step(epochs: int):
 
 
 def _print_result(result: Any, as_json: bool) -> None:
-    from queries.report import jsonable, markdown_summary
+    from queries.report import markdown_summary
 
     res = result.results
     if as_json:
-        print_json(jsonable({**res, "out_files": result.out_files}))
+        print_json({**res, "out_files": result.out_files})
         return
     print_table(markdown_summary(res))
     typer.echo("")

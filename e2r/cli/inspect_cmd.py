@@ -53,7 +53,7 @@ def detect_kind(path: Path) -> str:
         return "ecg"
     if (path.suffix and path.with_suffix(".hea").is_file()) or Path(f"{path}.hea").is_file():
         return "ecg"
-    from e2r.echo_io import is_dicom_file
+    from e2r.echo import is_dicom_file
 
     if is_dicom_file(path) and _is_dicom_waveform(path):
         return "ecg"
@@ -76,7 +76,7 @@ def ecg_report(path: Path) -> dict[str, Any]:
     """Leads, sampling rate, duration, derived leads and per-lead signal ranges of one ECG."""
     import numpy as np
 
-    from e2r.ecg_io import read_ecg
+    from e2r.ecg import read_ecg
 
     rec = read_ecg(path)
     leads = []
@@ -106,7 +106,7 @@ def ecg_report(path: Path) -> dict[str, Any]:
 
 def video_report(path: Path) -> dict[str, Any]:
     """Header of one echo video, after checking its first frame decodes."""
-    from e2r.echo_io import decode_video, read_video_header
+    from e2r.echo import decode_video, read_video_header
 
     info = read_video_header(path)
     first = decode_video(info, n_frames=1, size=(64, 64), color="grey")
@@ -121,7 +121,7 @@ def archive_report(path: Path, workers: int = 1) -> dict[str, Any]:
 
     import numpy as np
 
-    from e2r.echo_io import scan_archive
+    from e2r.echo import scan_archive
 
     scan = scan_archive(path, progress=sys.stderr.isatty(), workers=workers)
     frames = [v.n_frames for s in scan.studies for v in s.videos]

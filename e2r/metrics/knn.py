@@ -29,7 +29,7 @@ import numpy as np
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 
 from e2r.errors import ConfigError, DataError
-from e2r.phenotypes import LVEF_CLASSES, derive_labels
+from e2r.phenotypes import LVEF_CLASSES, LVEF_LE45, derive_labels, lvef_class_index
 
 log = logging.getLogger(__name__)
 
@@ -120,13 +120,6 @@ def label_arrays(phenos: Sequence[Optional[Mapping[str, Any]]]) -> dict[str, np.
         except (TypeError, ValueError) as err:
             raise DataError(f"neighbour {i}: phenotype value is not a number ({err}); check the index payload") from None
     return {"lvef": lvef, "lvh": lvh}
-
-
-def lvef_class_index(lvef: np.ndarray) -> np.ndarray:
-    """Index into LVEF_CLASSES of each LVEF (same thresholds as e2r.phenotypes.lvef_class); -1 for NaN."""
-    lvef = np.asarray(lvef, dtype=np.float64)
-    idx = np.where(lvef < 40, 0, np.where(lvef < 50, 1, 2))
-    return np.where(np.isfinite(lvef), idx, -1)
 
 
 def knn_estimate(
@@ -266,7 +259,7 @@ def knn_predict(
             cls = lvef_class_index(vals)
             class_w = np.stack([(w * (cls == c)).sum(axis=1) for c in range(len(LVEF_CLASSES))], axis=1)
             out["class_proba"][a:b] = _smooth(class_w, n, smoothing)
-            le45 = (w * (vals <= 45)).sum(axis=1)
+            le45 = (w * (vals <= LVEF_LE45)).sum(axis=1)
             out["p_le45"][a:b] = _smooth(np.stack([1 - le45, le45], axis=1), n, smoothing)[:, 1]
             has = n > 0
             out["lvef"][a:b] = np.where(has, (w * np.where(w > 0, vals, 0.0)).sum(axis=1), np.nan)

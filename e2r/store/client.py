@@ -19,6 +19,7 @@ from qdrant_client import models as qm
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from e2r.errors import StoreError
+from e2r.util import one_line
 from e2r.store import schema
 from e2r.store.base import (
     Hit,
@@ -229,7 +230,7 @@ class _ClientErrors:
             return False
         if isinstance(err, (ResponseHandlingException, httpx.TransportError, ConnectionError)):
             cause = err.__cause__ or getattr(err, "source", None) or err
-            raise StoreError(f"cannot reach Qdrant at {self.location}: {_one_line(cause)}; is the server "
+            raise StoreError(f"cannot reach Qdrant at {self.location}: {one_line(cause)}; is the server "
                              "running? (docker compose up -d) Check --qdrant-url / E2R_QDRANT_URL") from None
         if isinstance(err, UnexpectedResponse):
             if err.status_code in (401, 403):
@@ -237,15 +238,10 @@ class _ClientErrors:
                     f"Qdrant at {self.location} refused the API key (HTTP {err.status_code}); set --api-key / "
                     "E2R_QDRANT_API_KEY to the server's QDRANT__SERVICE__API_KEY") from None
             raise StoreError(f"Qdrant at {self.location} answered HTTP {err.status_code}: "
-                             f"{_one_line(err.content.decode(errors='replace') if err.content else err)}") from None
+                             f"{one_line(err.content.decode(errors='replace') if err.content else err)}") from None
         if isinstance(err, (ValueError, RuntimeError)) and "qdrant" in type(err).__module__ + str(err).lower():
-            raise StoreError(f"Qdrant at {self.location}: {_one_line(err)}") from None
+            raise StoreError(f"Qdrant at {self.location}: {one_line(err)}") from None
         return False
-
-
-def _one_line(x: Any) -> str:
-    text = str(x).strip().splitlines()
-    return text[0][:300] if text else type(x).__name__
 
 
 def _qm_filter(f: Optional[Filter]) -> Optional[qm.Filter]:

@@ -44,6 +44,7 @@ from e2r.store.base import (
 )
 from e2r.store.filters import Condition, Filter
 from e2r.store.lock import StoreLock
+from e2r.util import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -311,12 +312,7 @@ def _edge_condition(c: Condition) -> qe.FieldCondition:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: fh.write(json.dumps(obj, indent=1, sort_keys=True).encode()))
 
 
 class _edge_errors:

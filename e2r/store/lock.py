@@ -17,6 +17,7 @@ from typing import IO, Optional
 import portalocker
 
 from e2r.errors import StoreError
+from e2r.util import atomic_write
 
 LOCK_NAME = "store.lock"
 OWNER_NAME = "store.lock.owner"
@@ -45,9 +46,7 @@ class StoreLock:
                 time.sleep(0.1)
         self._fh = fh
         owner = {"pid": os.getpid(), "cmd": " ".join(sys.argv)[:200], "since": time.time()}
-        tmp = self.folder / f"{OWNER_NAME}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(owner))
-        os.replace(tmp, self.folder / OWNER_NAME)
+        atomic_write(self.folder / OWNER_NAME, lambda f: f.write(json.dumps(owner).encode()))
 
     def release(self) -> None:
         """Give the lock back (idempotent)."""

@@ -1,9 +1,7 @@
-"""Echo archive reading: scan a DICOM folder tree into studies of videos, and decode videos.
+"""Scan a DICOM folder tree (any layout) into echo studies of videos, reading headers only.
 
-`scan_archive` reads headers only and never stops at a bad file: anything that is not a
-multi-frame ultrasound video is skipped and counted by reason. `decode_video` (in
-`e2r.echo_decode`) turns one video into a fixed-size uint8 frame stack; `read_video_header` (in
-`e2r.echo_header`) reads one file.
+`scan_archive` never stops at a bad file: anything that is not a multi-frame ultrasound video is
+skipped and counted by reason (the header of one file: e2r.echo.header).
 """
 
 from __future__ import annotations
@@ -16,14 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
-from e2r.echo_decode import decode_video, sample_indices
-from e2r.echo_header import VideoInfo, parse_view, read_video_header, sniff_dicom
+from e2r.echo.header import VideoInfo, read_video_header
 from e2r.errors import DataError, DicomReadError
-
-__all__ = [
-    "VideoInfo", "StudyInfo", "ArchiveScan", "read_video_header", "scan_archive", "decode_video",
-    "parse_view", "sample_indices", "is_dicom_file",
-]
+from e2r.util import sniff_dicom
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from fractions import Fraction
 import numpy as np
 from scipy import linalg, signal as sps
 
-from e2r.ecg_io import ECGRecord
+from e2r.ecg.record import ECGRecord
 from e2r.errors import ConfigError
 
 _ALS_REFERENCE_FS = 500.0  # rate at which the paper's ALS lam was chosen (UK Biobank ECGs, 500 Hz)

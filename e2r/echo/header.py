@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from e2r.echo.views import view_of
 from e2r.errors import DicomReadError
+from e2r.util import sniff_dicom
 
 log = logging.getLogger(__name__)
 
@@ -37,21 +39,6 @@ _DICOMDIR_SOP = "1.2.840.10008.1.3.10"
 _RESCALE_MARGIN = 1.1
 _MIN_REGION_SIDE = 8
 
-# (label, patterns) checked in order on lower-cased text with punctuation turned into spaces;
-# subcostal/suprasternal and apical long axis come first so "subcostal 4 chamber" and "aplax"
-# do not read as A4C or PLAX.
-_VIEW_PATTERNS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("SUBCOSTAL", (r"\bsubcostal", r"\bsub ?xiphoid", r"\bsubc\b", r"\bsc ?4 ?c\b")),
-    ("SUPRASTERNAL", (r"\bsuprasternal", r"\bssn\b")),
-    ("A5C", (r"\ba ?5 ?c\b", r"\bap ?5\b", r"\bapical (5|five)\b", r"\b(5|five) ?ch(amber)?\b")),
-    ("A4C", (r"\ba ?4 ?c\b", r"\bap ?4\b", r"\bapical (4|four)\b", r"\b(4|four) ?ch(amber)?\b")),
-    ("A3C", (r"\ba ?3 ?c\b", r"\bap ?3\b", r"\bapical (3|three)\b", r"\b(3|three) ?ch(amber)?\b",
-             r"\baplax\b", r"\bapical long", r"\bapical lax\b")),
-    ("A2C", (r"\ba ?2 ?c\b", r"\bap ?2\b", r"\bapical (2|two)\b", r"\b(2|two) ?ch(amber)?\b")),
-    ("PLAX", (r"\bplax\b", r"\bparasternal long", r"\bpslax\b", r"\bpl ?lax\b")),
-    ("PSAX", (r"\bpsax\b", r"\bparasternal short", r"\bsax\b", r"\bshort axis\b")),
-)
-_VIEW_RE = tuple((label, tuple(re.compile(p) for p in pats)) for label, pats in _VIEW_PATTERNS)
 
 
 @dataclass(frozen=True)
@@ -79,39 +66,6 @@ class VideoInfo:
         if not self.frame_time_ms:
             return None
         return 1000.0 / self.frame_time_ms
-
-
-def parse_view(text: str) -> Optional[str]:
-    """Map a free-text view description ("Apical 4 chamber", "PLAX zoom") to a view label, or None."""
-    norm = re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
-    if not norm:
-        return None
-    for label, patterns in _VIEW_RE:
-        if any(p.search(norm) for p in patterns):
-            return label
-    return None
-
-
-def sniff_dicom(path: Path) -> tuple[bool, str]:
-    """Cheap content check: (looks like DICOM, why not). Reads at most 132 bytes.
-
-    Files with the `DICM` preamble pass; so do preamble-less datasets whose first tag is in group
-    0x0002 or 0x0008 (some old archives write those).
-    """
-    try:
-        with open(path, "rb") as f:
-            head = f.read(132)
-    except OSError as err:
-        return False, f"cannot be opened ({err.strerror or err})"
-    if not head:
-        return False, "is empty (0 bytes)"
-    if len(head) == 132 and head[128:132] == b"DICM":
-        return True, ""
-    if len(head) >= 8:
-        group = struct.unpack("<H", head[:2])[0]
-        if group in (0x0002, 0x0008):
-            return True, ""
-    return False, "is not a DICOM file (no DICM marker)"
 
 
 def read_video_header(path: str | Path) -> VideoInfo:
@@ -153,7 +107,7 @@ def read_video_header(path: str | Path) -> VideoInfo:
         frame_time_ms=_frame_time_ms(ds),
         rows=rows,
         cols=cols,
-        view=_view(ds),
+        view=view_of(ds),
         photometric=str(ds.get("PhotometricInterpretation", "") or ""),
         transfer_syntax=ts,
         region=_region(ds, rows, cols),
@@ -307,18 +261,6 @@ def _frame_time_ms(ds: Any) -> Optional[float]:
             deltas = []
         if deltas:
             return sum(deltas) / len(deltas)
-    return None
-
-
-def _view(ds: Any) -> Optional[str]:
-    """View label from SeriesDescription, else ViewCodeSequence's code meaning."""
-    label = parse_view(str(ds.get("SeriesDescription", "") or ""))
-    if label:
-        return label
-    for item in ds.get("ViewCodeSequence", None) or []:
-        label = parse_view(str(item.get("CodeMeaning", "") or ""))
-        if label:
-            return label
     return None
 
 

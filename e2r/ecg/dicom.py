@@ -1,5 +1,5 @@
 """DICOM 12-lead ECG Waveform Storage: pick the rhythm multiplex group and return its channels in
-mV with the lead each channel carries. `e2r.ecg_io.read_ecg` turns this into an `ECGRecord`."""
+mV with the lead each channel carries. `e2r.ecg.read_ecg` turns this into an `ECGRecord`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from e2r.ecg_io import one_line, units_to_mv
-from e2r.ecg_leads import DICOM_LEAD_CODES, canonical_lead, missing_leads, select_leads
+from e2r.ecg.record import units_to_mv
+from e2r.util import one_line
+from e2r.ecg.leads import DICOM_LEAD_CODES, canonical_lead, missing_leads, select_leads
 from e2r.errors import ECGReadError
 
 

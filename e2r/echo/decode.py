@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from e2r.echo_header import VideoInfo, read_video_header
+from e2r.echo.header import VideoInfo, read_video_header
 from e2r.errors import ConfigError, DicomReadError
 
 log = logging.getLogger(__name__)
