@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
 def main() -> None:
@@ -28,7 +26,7 @@ def main() -> None:
     from e2r.store import open_store
     from indexer.config import IndexConfig
     from indexer.pipeline import index_archive
-    from model_fixtures import write_tiny_bundle
+    from e2r.bundle import save_untrained_bundle
 
     work = Path(tempfile.mkdtemp(prefix="e2r-bench-index-"))
     cohort = args.cohort or work / "cohort"
@@ -36,7 +34,7 @@ def main() -> None:
         t0 = time.perf_counter()
         write_cohort(cohort, patients=args.patients, seed=0)
         print(f"phantom cohort: {args.patients} patients in {time.perf_counter() - t0:.1f} s")
-    write_tiny_bundle(work / "model")
+    save_untrained_bundle("tiny", 0, work / "model")
     loaded = load_model(work / "model")
     print(f"machine: {os.cpu_count()} CPU cores; tiny preset (untrained weights: speed does not depend on training)")
     print(f"{'workers':>7} {'studies':>7} {'videos':>6} {'studies/s':>9} {'videos/s':>8} "

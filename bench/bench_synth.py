@@ -21,7 +21,7 @@ def main() -> None:
     workers = int(sys.argv[2]) if len(sys.argv) > 2 else 2
     out = Path(sys.argv[3]) if len(sys.argv) > 3 else Path(tempfile.mkdtemp(prefix="e2r_bench_synth_"))
     if out.exists() and any(out.iterdir()):
-        shutil.rmtree(out)
+        sys.exit(f"Error: {out} is not empty; give a new or empty folder (the benchmark never deletes yours)")
     summary = write_cohort(out, n, seed=0, workers=workers)
     result = {
         "patients": summary.patients, "studies": summary.studies, "videos": summary.videos,

@@ -24,7 +24,7 @@ import torch
 from e2r.models import Echo2ECG
 from trainer.align import model_preset, train
 from trainer.config import make_train_config
-from trainer.data import load_paired_data
+from trainer.paired_data import load_paired_data
 from trainer.echo_pretrain import ECHO_DEFAULTS, load_echo_data, train_echo_tower
 
 VAL_KEYS = ("val_pheno_map", "val_pheno_relevant_fraction", "val_knn_le45_auroc", "val_knn_lvh_auroc",

@@ -99,6 +99,20 @@ def save_bundle(model: Echo2ECG, out_dir: str | Path, train_config: dict | None 
     return digest
 
 
+def save_untrained_bundle(preset: str | ModelPreset, seed: int, out_dir: str | Path, note: str = "untrained") -> str:
+    """An untrained Echo2ECG of `preset` initialised with `seed`, saved as a bundle; its hash.
+
+    The benchmark's random-init arm and the tests' fixed-seed models are made here.
+    """
+    from e2r.presets import get_preset
+
+    torch.manual_seed(seed)
+    model = Echo2ECG(get_preset(preset) if isinstance(preset, str) else preset).eval()
+    name = model.preset.name
+    return save_bundle(model, out_dir, train_config={"random_init": True, "seed": seed, "preset": name, "note": note},
+                       data_summary={})
+
+
 def _read_meta(path: Path) -> dict:
     if not path.exists():
         raise BundleError(f"{path}: no such model bundle directory; pass the --out folder of `e2r train`")

@@ -12,6 +12,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 
+# e2r's home when --data-dir / E2R_HOME are not given: embedded store, patient-ID salt, caches.
+DEFAULT_HOME = Path.home() / ".e2r"
+
+
 def one_line(exc: Exception) -> str:
     """An exception as one short line for an error message."""
     text = " ".join(str(exc).split()) or type(exc).__name__

@@ -37,9 +37,6 @@ class IndexConfig:
     model_dir: Path                    # trained model bundle
     phenotypes: Optional[Path] = None  # phenotype CSV keyed by study UID
     collection: str = "echo_studies"
-    data_dir: Optional[Path] = None    # embedded store folder (None: default)
-    url: Optional[str] = None          # Qdrant server URL (None: embedded)
-    api_key: Optional[str] = None
     salt_path: Optional[Path] = None   # salt for patient-ID hashes (kept outside the index)
     shard: Shard = Shard()
     # Decode processes beside the model. Decoding is the bottleneck (bench/bench_index.py, 2 cores:

@@ -101,11 +101,9 @@ class Searcher:
     # -- encoding ---------------------------------------------------------------------------
     def _prepare(self, path: str | Path) -> tuple[Any, dict[str, Any]]:
         """Read and preprocess one ECG with the bundle's settings; (PreprocessedECG, ECG summary)."""
-        from e2r.ecg import read_ecg
-        from e2r.ecg.preprocess import preprocess_ecg
+        from e2r.ecg import read_for_model
 
-        record = read_ecg(path)
-        pre = preprocess_ecg(record, self.loaded.preset.ecg_preprocess)
+        record, pre = read_for_model(path, self.loaded.preset.ecg_preprocess)
         info = {"path": str(path), "fs": record.fs, "duration_s": round(record.duration_s, 3),
                 "derived_leads": list(record.derived), "notes": list(pre.notes)}  # notes hold reader warnings
         return pre, info

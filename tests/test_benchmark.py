@@ -14,8 +14,8 @@ from e2r.errors import DataError
 from e2r.phenotypes import LVEF_CLASSES, write_phenotypes
 from e2r.store import Record
 from e2r.phenotypes import cohort_sd
-from queries.bench_data import read_splits
-from queries.bench_eval import (
+from queries.eval.data import read_splits
+from queries.eval.arms import (
     EvalSettings,
     PhenotypePredictions,
     cross_modal_knn,
@@ -24,8 +24,8 @@ from queries.bench_eval import (
     retrieval_metrics_both,
     truth_of,
 )
-from queries.benchmark import BenchmarkSpec, BenchmarkSteps, make_random_bundle, run_benchmark
-from queries.report import claims
+from queries.eval.protocol import BenchmarkSpec, BenchmarkSteps, make_random_bundle, run_benchmark
+from queries.eval.report import claims
 
 FIELDS = ("lvef", "lvedv", "lvesv", "ivsd", "lvpwd")
 
@@ -142,7 +142,7 @@ class FakeStore:
 
 def _ecg_cohort(root: Path, n_patients: int = 18) -> tuple[Path, Path, dict]:
     """WFDB ECGs (100 Hz, 10 s) + pairs/phenotype CSVs; no echo files (the index is faked)."""
-    from trainer_fixtures import write_ecg
+    from helpers.cohort import write_ecg
 
     rng = np.random.default_rng(3)
     rows, phenos = [], []
@@ -288,7 +288,7 @@ def test_supervised_ceiling_learns_and_masks_missing_labels():
 
 
 def test_evaluate_embeddings_without_labelled_train_data_skips_knn_blocks():
-    from queries.bench_eval import EmbeddingSet, evaluate_embeddings
+    from queries.eval.arms import EmbeddingSet, evaluate_embeddings
 
     rng = np.random.default_rng(6)
     uids = [f"T{i}" for i in range(6)]

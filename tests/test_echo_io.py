@@ -1,6 +1,6 @@
 """Echo archive reading: headers, views, regions, decoding (grey/RGB/YBR/JPEG), sampling, scans, bad files.
 
-`write_us_dicom` (tests/dicom_fixtures.py) writes a tiny multi-frame ultrasound DICOM.
+`write_us_dicom` (tests/helpers/dicom.py) writes a tiny multi-frame ultrasound DICOM.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from e2r.echo import (
 )
 from e2r.errors import ConfigError, DicomReadError
 
-from dicom_fixtures import (  # noqa: E402  (shared with other test files)
+from helpers.dicom import (  # noqa: E402  (shared with other test files)
     write_other_dicom, write_us_dicom,
 )
 

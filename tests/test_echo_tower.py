@@ -14,7 +14,7 @@ from e2r.errors import BundleError, DataError, StoreError
 from e2r.presets import get_preset, with_overrides
 from trainer.config import make_train_config
 from trainer.echo_pretrain import ECHO_DEFAULTS, train_echo_tower
-from trainer_fixtures import write_tiny_cohort
+from helpers.cohort import write_tiny_cohort
 
 PRESET = with_overrides(get_preset("tiny"), echo__size=(32, 32), echo__n_frames=8, echo__width=4,
                         ecg__depth=1)

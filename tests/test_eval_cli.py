@@ -46,10 +46,10 @@ def test_model_mode_refusals(tmp_path):
 
 
 def _tiny_paired_archive(root: Path) -> Path:
-    """trainer_fixtures' tiny cohort (WFDB ECGs, 16x16 DICOM cine loops) with train/val/test
+    """helpers.cohort's tiny cohort (WFDB ECGs, 16x16 DICOM cine loops) with train/val/test
     splits by patient and a phenotype CSV."""
     from e2r.phenotypes import write_phenotypes
-    from trainer_fixtures import write_tiny_cohort
+    from helpers.cohort import write_tiny_cohort
 
     pairs = write_tiny_cohort(root, patients=12, seed=5)
     with pairs.open() as fh:
@@ -71,7 +71,7 @@ def _tiny_paired_archive(root: Path) -> Path:
 
 
 def test_model_mode_on_a_tiny_archive(tmp_path):
-    from queries.benchmark import make_random_bundle
+    from queries.eval.protocol import make_random_bundle
 
     pairs = _tiny_paired_archive(tmp_path / "data")
     model = make_random_bundle("tiny", 0, tmp_path / "model")

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from dicom_fixtures import write_other_dicom, write_us_dicom
+from helpers.dicom import write_other_dicom, write_us_dicom
 from e2r.cli import app
 from e2r.errors import StoreError
-from model_fixtures import write_tiny_bundle
+from e2r.bundle import save_untrained_bundle
 
 runner = CliRunner()
 pytestmark = pytest.mark.xdist_group("indexer")
@@ -61,7 +61,7 @@ def _write_phenotypes(path: Path, uids: list[str]) -> None:
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("bundle") / "model"
-    write_tiny_bundle(path)
+    save_untrained_bundle("tiny", 0, path)
     return path
 
 
@@ -124,7 +124,7 @@ def test_other_model_is_refused(archive, bundle, tmp_path):
     home = tmp_path / "home"
     assert _index(root, bundle, home).exit_code == 0
     other = tmp_path / "other_model"
-    write_tiny_bundle(other, seed=1)
+    save_untrained_bundle("tiny", 1, other)
     result = _index(root, other, home)
     assert result.exit_code == 1
     assert "was built with model" in result.stderr and "Traceback" not in result.output
@@ -171,7 +171,7 @@ def test_index_into_a_collection_of_another_model_raises(archive, bundle, tmp_pa
     with open_store(tmp_path / "h") as store:
         ensure_collection(store, "c", load_model(bundle))
         other = tmp_path / "other"
-        write_tiny_bundle(other, seed=2)
+        save_untrained_bundle("tiny", 2, other)
         with pytest.raises(StoreError, match="was built with model"):
             ensure_collection(store, "c", load_model(other))
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from e2r.cli import app
 from e2r.cli.inspect_cmd import detect_kind
-from dicom_fixtures import write_other_dicom, write_us_dicom
+from helpers.dicom import write_other_dicom, write_us_dicom
 from test_echo_io import _ramp_video
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"

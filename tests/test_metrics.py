@@ -19,7 +19,7 @@ from sklearn.metrics.pairwise import cosine_similarity
 from e2r.errors import ConfigError, DataError
 from e2r.metrics.classification import binary_metrics, classification_metrics, regression_metrics
 from e2r.metrics.retrieval import exact_relevance, phenotype_relevance, retrieval_metrics, similarity_matrix
-from queries.metrics import mean_sd
+from queries.eval.aggregate import mean_sd
 
 
 # ---------------------------------------------------------------- retrieval: brute-force reference

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from e2r.cli import app
-from model_fixtures import write_tiny_bundle
+from e2r.bundle import save_untrained_bundle
 from test_indexer import _write_archive, _write_phenotypes
 
 runner = CliRunner()
@@ -39,7 +39,7 @@ def indexed(tmp_path_factory):
     root = tmp_path_factory.mktemp("search")
     uids = _write_archive(root / "archive", n_studies=4)
     _write_phenotypes(root / "phenotypes.csv", uids)
-    write_tiny_bundle(root / "model")
+    save_untrained_bundle("tiny", 0, root / "model")
     home = root / "home"
     result = runner.invoke(app, ["index", str(root / "archive"), "--model", str(root / "model"),
                                  "--data-dir", str(home), "--workers", "0", "--json"])

@@ -8,16 +8,13 @@ import pytest
 from typer.testing import CliRunner
 
 from e2r.cli import app
-from trainer_fixtures import write_tiny_cohort
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cohort")
-    write_tiny_cohort(root, patients=10, seed=4, max_views=2)
-    return root
+def cohort(tiny_cohort):
+    return tiny_cohort
 
 
 def test_help_explains_the_command():
@@ -73,7 +70,7 @@ def test_train_table_then_resume_json(cohort, tmp_path):
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["epochs"] == 1 and doc["resumed_from_epoch"] == 1 and doc["best_epoch"] == 1
-    assert doc["pairs"]["train"] + doc["pairs"]["val"] == 10 and doc["pairs"]["skipped"] == 0
+    assert doc["pairs"]["train"] + doc["pairs"]["val"] == 12 and doc["pairs"]["skipped"] == 0
     assert doc["hash"] == json.loads((out / "bundle.json").read_text())["hash"]
     assert 0 <= doc["val"]["recall@1"] <= 1 and doc["val"]["chance_recall@1"] > 0
     assert doc["select_metric"] == "val_pheno_map" and 0 <= doc["val"]["pheno_map"] <= 1

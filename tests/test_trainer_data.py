@@ -13,16 +13,13 @@ from e2r.errors import DataError
 from e2r.presets import get_preset
 from trainer.augment import AugmentConfig
 from trainer.config import make_train_config
-from trainer.data import load_paired_data, read_pairs, resolve_inputs
-from trainer.dataset import PairDataset, collate
-from trainer_fixtures import write_tiny_cohort
+from trainer.paired_data import load_paired_data, read_pairs, resolve_inputs
+from trainer.batching import PairDataset, collate
 
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cohort")
-    write_tiny_cohort(root, patients=12, seed=1)
-    return root
+def cohort(tiny_cohort):
+    return tiny_cohort
 
 
 def _cfg(data, tmp_path, **kw):

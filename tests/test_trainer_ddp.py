@@ -97,7 +97,7 @@ def test_torchrun_two_processes_train_end_to_end(tmp_path):
     import subprocess
     import sys
 
-    from trainer_fixtures import write_tiny_cohort
+    from helpers.cohort import write_tiny_cohort
 
     write_tiny_cohort(tmp_path / "cohort", patients=10, seed=5, max_views=2)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",

@@ -13,15 +13,12 @@ from trainer.align import AlignTask, train
 from e2r.errors import ConfigError
 from e2r.presets import get_preset, with_overrides
 from trainer.config import make_train_config
-from trainer.data import load_paired_data
-from trainer_fixtures import write_tiny_cohort
+from trainer.paired_data import load_paired_data
 
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cohort")
-    write_tiny_cohort(root, patients=12, seed=2)
-    return root
+def cohort(tiny_cohort):
+    return tiny_cohort
 
 
 # The tiny preset made smaller still, so each test trains in a second or two.

@@ -18,8 +18,8 @@ from typing import Any, Optional
 
 from trainer import distributed as D
 from trainer.config import TrainConfig
-from trainer.data import PairedData, load_paired_data
-from trainer.dataset import PairDataset, collate
+from trainer.paired_data import PairedData, load_paired_data
+from trainer.batching import PairDataset, collate
 from trainer.loop import TrainResult, run, start
 from trainer.loss import ClipLoss
 from trainer.step import clip_step

@@ -57,7 +57,7 @@ def load_echo_data(config: TrainConfig, echo_cfg: Any, fields: Sequence[str], mi
     shares), and build the targets. DataError when too few labelled studies remain."""
     from e2r.echo import scan_archive
     from e2r.pairs import read_pairs
-    from trainer.data import decoded_video_cache, load_phenotypes_for, resolve_inputs, training_videos
+    from trainer.paired_data import decoded_video_cache, load_phenotypes_for, resolve_inputs, training_videos
 
     csv_path, root = resolve_inputs(config.data, config.archive)
     rows = read_pairs(csv_path)
@@ -302,8 +302,8 @@ def embed_studies(tower_dir: str | Path, archive: str | Path, cache_dir: str | P
     (the benchmark's echo-tower arm: echo-to-echo retrieval with the tower alone)."""
     from e2r.echo import scan_archive
     from e2r.echo_tower import load_echo_tower
-    from trainer.data import decoded_video_cache
-    from trainer.video_cache import embed_cached_videos
+    from trainer.paired_data import decoded_video_cache
+    from trainer.cache import embed_cached_videos
 
     tower, meta = load_echo_tower(tower_dir)
     scan = scan_archive(archive, progress=progress)

@@ -1,6 +1,6 @@
 """The alignment step: batch dict in, named losses out (no optimiser here; trainer.loop owns it).
 
-A batch (trainer.dataset.collate) holds
+A batch (trainer.batching.collate) holds
     ecg       float (B, 12, N)                   preprocessed, augmented ECG windows
     mask      bool  (B, V)                       True = real video
     videos    uint8 (B, V, F, H, W[, 3])         decoded clips (trainable echo encoder), or

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from trainer.data import Pair, PairedData
+from trainer.paired_data import Pair, PairedData
 from trainer.loss import ClipLoss
 
 

@@ -17,7 +17,9 @@ DEFAULT_COLLECTION = "echo_studies"
 
 def default_home() -> Path:
     """Where the embedded store and caches live when `--data-dir` / E2R_HOME are not given."""
-    return Path.home() / ".e2r"
+    from e2r.util import DEFAULT_HOME
+
+    return DEFAULT_HOME
 
 
 # Options shared by several commands (typer reads the env vars here, at the CLI edge only).

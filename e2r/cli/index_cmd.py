@@ -63,7 +63,6 @@ def index(
         phenotypes = next((p for p in (archive / "phenotypes.csv", archive.parent / "phenotypes.csv") if p.is_file()), None)
     cfg = IndexConfig(
         archive=archive, model_dir=model, phenotypes=phenotypes, collection=collection,
-        data_dir=data_dir, url=qdrant_url, api_key=api_key,
         salt_path=home_dir(data_dir) / "patient_salt", shard=Shard.parse(shard),
         batch_size=batch_size, progress=not as_json, store_paths=store_paths,
         **({} if workers is None else {"workers": workers}),

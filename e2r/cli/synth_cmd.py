@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         frames: int = typer.Option(32, "--frames", help="Frames per echo video."),
         workers: int = typer.Option(2, "--workers", help="Worker processes."),
         check: bool = typer.Option(False, "--check", help="Measure the written cohort and print the check figures."),
-        json_out: bool = JsonOpt,
+        as_json: bool = JsonOpt,
     ) -> None:
         """Write a synthetic (phantom) cohort of paired ECGs and multi-view echo studies.
 
@@ -41,13 +41,13 @@ def register(app: typer.Typer) -> None:
         from e2r.phantom import write_cohort
 
         summary = write_cohort(out, patients, seed, compressed=not uncompressed, size=size,
-                               frames=frames, workers=workers, progress=not json_out)
+                               frames=frames, workers=workers, progress=not as_json)
         report = None
         if check:
             from e2r.phantom.check import check_cohort
 
-            report = check_cohort(out, progress=not json_out)
-        if json_out:
+            report = check_cohort(out, progress=not as_json)
+        if as_json:
             doc = {"summary": summary.as_dict()}
             if report is not None:
                 doc["check"] = report.as_dict()
@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Argument(..., help="A cohort folder written by `e2r synth`."),
         max_ecgs: int = typer.Option(0, "--max-ecgs", help="Measure at most this many ECGs (0 = all)."),
         max_videos: int = typer.Option(0, "--max-videos", help="Measure at most this many videos (0 = all)."),
-        json_out: bool = JsonOpt,
+        as_json: bool = JsonOpt,
     ) -> None:
         """Measure a phantom cohort's files and print whether it carries the morphology it claims.
 
@@ -81,8 +81,8 @@ def register(app: typer.Typer) -> None:
         from e2r.phantom.check import check_cohort
 
         report = check_cohort(out, max_ecgs=max_ecgs or None, max_videos=max_videos or None,
-                              progress=not json_out)
-        if json_out:
+                              progress=not as_json)
+        if as_json:
             print_json(report.as_dict())
         else:
             _print_check(report)

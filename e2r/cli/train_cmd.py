@@ -7,7 +7,8 @@ from typing import Any, Optional
 
 import typer
 
-from e2r.cli.common import JsonOpt, default_home, handle_errors, print_json, print_table
+from e2r.cli.common import DataDirOpt, JsonOpt, handle_errors, print_json, print_table
+from e2r.cli.store_opts import home_dir
 
 
 def register(app: typer.Typer) -> None:
@@ -31,8 +32,8 @@ def train(
     seed: int = typer.Option(0, "--seed", help="Random seed (model init, data order, augmentations)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
     workers: int = typer.Option(0, "--workers", help="Data loader / decode worker processes."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", envvar="E2R_CACHE",
-                                             help="Cache of decoded videos and ECGs (default ~/.e2r/cache; env E2R_CACHE)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", envvar="E2R_CACHE", help="Cache of decoded videos, ECGs and tower embeddings (default $E2R_HOME/cache; env E2R_CACHE)."),
+    data_dir: Optional[Path] = DataDirOpt,
     min_pairs: int = typer.Option(8, "--min-pairs", help="Refuse to train with fewer usable training pairs."),
     max_videos: int = typer.Option(8, "--max-videos", help="Videos per study in a batch (random subset when more)."),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="ECG augmentations of the paper."),
@@ -71,7 +72,7 @@ def train(
         raise ConfigError("--freeze-echo is for e2r's own random-init encoder; --echo-encoder is frozen already")
     config = make_train_config(
         data, out, preset=preset, archive=str(archive) if archive else None,
-        cache_dir=str(cache_dir or default_home() / "cache"), aggregation=aggregation,
+        cache_dir=str(cache_dir or home_dir(data_dir) / "cache"), aggregation=aggregation,
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
         warmup_epochs=warmup_epochs, seed=seed, device=device, workers=workers,
         min_pairs=min_pairs, max_videos_per_study=max_videos, resume=resume,

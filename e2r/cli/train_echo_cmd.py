@@ -7,7 +7,8 @@ from typing import Any, Optional
 
 import typer
 
-from e2r.cli.common import JsonOpt, default_home, handle_errors, print_json, print_table
+from e2r.cli.common import DataDirOpt, JsonOpt, handle_errors, print_json, print_table
+from e2r.cli.store_opts import home_dir
 
 
 def register(app: typer.Typer) -> None:
@@ -28,8 +29,8 @@ def train_echo(
     seed: int = typer.Option(0, "--seed", help="Random seed (init, data order)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
     workers: int = typer.Option(2, "--workers", help="Video decode worker processes."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", envvar="E2R_CACHE",
-                                             help="Cache of decoded videos, shared with `e2r train` (default $E2R_HOME/cache; env E2R_CACHE)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", envvar="E2R_CACHE", help="Cache of decoded videos, shared with `e2r train` (default $E2R_HOME/cache; env E2R_CACHE)."),
+    data_dir: Optional[Path] = DataDirOpt,
     min_studies: int = typer.Option(20, "--min-studies", help="Refuse to pretrain with fewer labelled training studies."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>/checkpoints/last.pt after an interruption."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
@@ -51,7 +52,7 @@ def train_echo(
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = make_train_config(
         data, out, preset=preset, defaults=ECHO_DEFAULTS, archive=str(archive) if archive else None,
-        cache_dir=str(cache_dir or default_home() / "cache"), epochs=epochs, batch_size=batch_size, lr=lr,
+        cache_dir=str(cache_dir or home_dir(data_dir) / "cache"), epochs=epochs, batch_size=batch_size, lr=lr,
         seed=seed, device=device, workers=workers, resume=resume, progress=not quiet,
         phenotypes=str(phenotypes) if phenotypes else None)
     result = train_echo_tower(config, min_studies=min_studies)

@@ -2,6 +2,7 @@
 
     read_ecg(path) -> ECGRecord                      e2r.ecg.reader (WFDB: e2r.ecg.wfdb, DICOM: e2r.ecg.dicom)
     preprocess_ecg(record, cfg) -> PreprocessedECG   e2r.ecg.preprocess
+    read_for_model(path, cfg) -> (record, input)     both, as training, evaluation and search do
     leads by name, aliases, derived limb leads      e2r.ecg.leads
 """
 
@@ -11,4 +12,11 @@ from e2r.ecg.reader import read_ecg
 from e2r.ecg.record import ECGRecord, units_to_mv
 
 __all__ = ["CANONICAL_LEADS", "ECGPreprocessConfig", "ECGRecord", "PreprocessedECG", "preprocess_ecg", "read_ecg",
-           "units_to_mv"]
+           "read_for_model", "units_to_mv"]
+
+
+def read_for_model(path, cfg: ECGPreprocessConfig) -> tuple[ECGRecord, PreprocessedECG]:
+    """Read one ECG and preprocess it to the model input `cfg` describes (a preset's
+    ecg_preprocess): the one way training, evaluation and search turn a file into model input."""
+    record = read_ecg(path)
+    return record, preprocess_ecg(record, cfg)

@@ -52,8 +52,8 @@ class CohortCheck:
 
     @property
     def passed(self) -> bool:
-        """True when every figure passes its bar."""
-        return all(f.passed for f in self.figures)
+        """True when something was measured and every figure passes its bar."""
+        return bool(self.figures) and all(f.passed for f in self.figures)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict for JSON output."""

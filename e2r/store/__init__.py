@@ -19,18 +19,18 @@ from pathlib import Path
 from typing import Optional, Union
 
 from e2r.errors import ConfigError
-from e2r.store.base import CollectionInfo, Hit, Point, Record, VectorStore, point_id_for
+from e2r.store.base import Hit, Point, Record, VectorStore, point_id_for
 from e2r.store.filters import Condition, Filter, parse_filter
 from e2r.store.schema import STUDY_PAYLOAD_SCHEMA, collection_metadata, study_date_int
+from e2r.util import DEFAULT_HOME
 
 __all__ = [
-    "open_store", "default_store_dir", "VectorStore", "Point", "Hit", "Record", "CollectionInfo",
+    "open_store", "default_store_dir", "VectorStore", "Point", "Hit", "Record",
     "Filter", "Condition", "parse_filter", "point_id_for", "collection_metadata", "study_date_int",
     "STUDY_PAYLOAD_SCHEMA", "BACKENDS", "DEFAULT_HOME",
 ]
 
 BACKENDS = ("edge", "client-local", "server")
-DEFAULT_HOME = Path.home() / ".e2r"
 
 
 def default_store_dir(data_dir: Union[str, Path, None] = None) -> Path:

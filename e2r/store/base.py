@@ -71,17 +71,6 @@ class Record:
     vector: Optional[np.ndarray] = None
 
 
-@dataclass(frozen=True)
-class CollectionInfo:
-    """What `describe` reports about one collection."""
-
-    name: str
-    dim: int
-    count: int
-    payload_schema: dict
-    metadata: dict
-
-
 def check_dims(name: str, points: Sequence[Point], dim: int) -> None:
     """StoreError naming the first point whose vector does not have the collection's size."""
     for p in points:
@@ -206,11 +195,6 @@ class VectorStore(abc.ABC):
 
     def optimize(self, name: str) -> None:
         """Build/refresh the vector index now (embedded store; servers do this in the background)."""
-
-    def describe(self, name: str) -> CollectionInfo:
-        """Dim, count, payload indexes and metadata of one collection."""
-        return CollectionInfo(name=name, dim=self.dim(name), count=self.count(name),
-                              payload_schema=self.payload_schema(name), metadata=self.get_metadata(name))
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -2,7 +2,7 @@
 
 `load_paired_data(config, preset)` reads the pairs CSV (see e2r.phenotypes for the schema), maps
 each study UID to its videos with e2r.echo.scan_archive, reads and preprocesses every ECG once
-and decodes every video once into memory-mapped caches (trainer.video_cache). Rows whose ECG
+and decodes every video once into memory-mapped caches (trainer.cache). Rows whose ECG
 record or echo study is missing or unreadable are counted in the DataSummary and left out;
 training refuses with DataError when fewer than `min_pairs` training pairs remain.
 """
@@ -21,7 +21,7 @@ import numpy as np
 from e2r.errors import DataError
 from e2r.pairs import PairRow, read_pairs  # noqa: F401  (read_pairs is part of this module's API)
 from trainer.config import TrainConfig
-from trainer.video_cache import build_cached_array, cache_key, decode_for_cache, read_for_cache
+from trainer.cache import build_cached_array, cache_key, decode_for_cache, read_for_cache
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ def _cache_videos(config: TrainConfig, preset: Any, paths: list[str], embedder: 
     if embedder is None:
         cached = decoded_video_cache(config, preset.echo, paths)
         return cached.array, None, cached.failed
-    from trainer.video_cache import build_embedding_cache, embed_cached_videos
+    from trainer.cache import build_embedding_cache, embed_cached_videos
 
     if preset.echo.kind == "video":
         # Small frames: decode into the shared cache with workers, then embed in batches.

@@ -1,5 +1,5 @@
 """The benchmark report: results.json (every number), report.md (tables for a README or paper),
-and the plots (queries.plots). Every figure is mean +/- SD over seeds."""
+and the plots (queries.eval.plots). Every figure is mean +/- SD over seeds."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ SYNTHETIC_NOTE = ("All numbers below are measured on e2r's **synthetic phantom c
 def write_report(result: Any, out_dir: str | Path, plots: bool = True) -> list[str]:
     """Write results.json, report.md and (unless `plots` is False) the PNG plots into out_dir;
     returns the paths written."""
-    from queries.plots import write_plots
+    from queries.eval.plots import write_plots
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from trainer.augment import AugmentConfig, augment_ecg
-from trainer.data import Pair, PairedData
+from trainer.paired_data import Pair, PairedData
 
 
 class PairDataset(Dataset):

@@ -8,10 +8,10 @@ patient in two splits is refused: the numbers would leak).
 from __future__ import annotations
 
 import logging
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -97,13 +97,12 @@ class LoadedECGs:
 
 def load_ecgs(rows: Sequence[PairRow], preprocess_cfg: Any) -> LoadedECGs:
     """read_ecg + preprocess_ecg every row's ECG; unreadable records are counted, never fatal."""
-    from e2r.ecg import read_ecg
-    from e2r.ecg.preprocess import preprocess_ecg
+    from e2r.ecg import read_for_model
 
     arrays, kept, failed = [], [], []
     for row in rows:
         try:
-            arrays.append(preprocess_ecg(read_ecg(row.ecg_path), preprocess_cfg).signal.astype(np.float32))
+            arrays.append(read_for_model(row.ecg_path, preprocess_cfg)[1].signal.astype(np.float32))
             kept.append(row)
         except (E2RError, OSError, ValueError) as err:
             failed.append((row.ecg_path, str(err)))
@@ -113,13 +112,3 @@ def load_ecgs(rows: Sequence[PairRow], preprocess_cfg: Any) -> LoadedECGs:
     n = int(getattr(preprocess_cfg, "n_samples", 0) or 0)
     x = np.stack(arrays) if arrays else np.zeros((0, 12, n), np.float32)
     return LoadedECGs(x, tuple(kept), tuple(failed))
-
-
-def phenotype_rows(uids: Sequence[str], phenotypes: Mapping[str, Mapping[str, Any]]) -> list[Optional[Mapping[str, Any]]]:
-    """The phenotype row of each study UID (None where the CSV has none)."""
-    return [phenotypes.get(u) for u in uids]
-
-
-def split_counts(rows: Sequence[PairRow]) -> dict[str, int]:
-    """Rows per split."""
-    return dict(Counter(r.split for r in rows))

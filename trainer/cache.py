@@ -1,4 +1,5 @@
-"""Decode once, train many times: memory-mapped caches of decoded videos and preprocessed ECGs.
+"""Decode once, train many times: memory-mapped caches of decoded videos, frozen-tower per-video
+embeddings and preprocessed ECGs.
 
 A cache is one `.npy` file (np.lib.format.open_memmap) plus a `.json` sidecar, both named by a
 key that hashes the settings (echo decode settings / ECG preprocessing) and the source files
@@ -150,10 +151,9 @@ def decode_for_cache(path: str, n_frames: int, size: tuple[int, int], fps: float
 
 def read_for_cache(path: str, preprocess_cfg: Any) -> np.ndarray:
     """read_ecg + preprocess_ecg (module-level so worker processes can run it)."""
-    from e2r.ecg import read_ecg
-    from e2r.ecg.preprocess import preprocess_ecg
+    from e2r.ecg import read_for_model
 
-    return preprocess_ecg(read_ecg(path), preprocess_cfg).signal.astype(np.float32, copy=False)
+    return read_for_model(path, preprocess_cfg)[1].signal.astype(np.float32, copy=False)
 
 
 def build_embedding_cache(cache_dir: str | Path, settings: dict[str, Any], paths: Sequence[str],

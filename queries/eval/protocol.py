@@ -33,8 +33,8 @@ import numpy as np
 
 from e2r.errors import ConfigError, DataError
 from e2r.phenotypes import cohort_sd
-from queries.bench_data import LoadedECGs, Splits, load_ecgs, read_splits
-from queries.bench_eval import (
+from queries.eval.data import LoadedECGs, Splits, load_ecgs, read_splits
+from queries.eval.arms import (
     ArmEval,
     evaluate_tower,
     EmbeddingSet,
@@ -44,7 +44,7 @@ from queries.bench_eval import (
     evaluate_direct,
     evaluate_embeddings,
 )
-from queries.metrics import mean_sd
+from queries.eval.aggregate import mean_sd
 
 log = logging.getLogger(__name__)
 
@@ -138,17 +138,10 @@ class BenchmarkResult:
 
 
 def make_random_bundle(preset: str, seed: int, out_dir: Path) -> Path:
-    """An untrained Echo2ECG of `preset`, initialised with `seed`, saved as a bundle in out_dir."""
-    import torch
+    """The random-init arm's model: an untrained Echo2ECG of `preset` seeded with `seed`, in out_dir."""
+    from e2r.bundle import save_untrained_bundle
 
-    from e2r.bundle import save_bundle
-    from e2r.models import Echo2ECG
-    from e2r.presets import get_preset
-
-    torch.manual_seed(seed)
-    model = Echo2ECG(get_preset(preset))
-    save_bundle(model, out_dir, train_config={"random_init": True, "seed": seed, "preset": preset},
-                data_summary={})
+    save_untrained_bundle(preset, seed, out_dir, note="benchmark random-init arm")
     return Path(out_dir)
 
 
@@ -169,7 +162,7 @@ class _ECGCache:
 def run_benchmark(spec: BenchmarkSpec, steps: BenchmarkSteps, say: Callable[[str], None] = log.info) -> BenchmarkResult:
     """Run every arm of `spec` for every seed, aggregate mean +/- SD, write results.json, report.md
     and the plots into spec.out_dir; returns the aggregated results."""
-    from queries.report import write_report
+    from queries.eval.report import write_report
 
     spec.validate()
     t_start = time.perf_counter()

@@ -1,0 +1,36 @@
+"""Session-wide fixtures: one tiny paired cohort, one untrained tiny model bundle, one store folder.
+
+Each is built once per test session (per xdist worker) in a temporary folder; tests treat them as
+read-only and write their own outputs under tmp_path. Writers of other inputs live in
+tests/helpers/.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers.cohort import write_tiny_cohort
+
+
+@pytest.fixture(scope="session")
+def tiny_cohort(tmp_path_factory):
+    """12 patients (9 train, 3 val), WFDB ECGs + 16x16 DICOM cine loops + pairs.csv + phenotypes.csv."""
+    root = tmp_path_factory.mktemp("tiny_cohort")
+    write_tiny_cohort(root, patients=12, seed=2)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory):
+    """An untrained, fixed-seed (0) tiny Echo2ECG bundle folder."""
+    from e2r.bundle import save_untrained_bundle
+
+    path = tmp_path_factory.mktemp("tiny_bundle") / "model"
+    save_untrained_bundle("tiny", 0, path, note="test session model")
+    return path
+
+
+@pytest.fixture(scope="session")
+def store_home(tmp_path_factory):
+    """An e2r home folder for an embedded store that tests may share (distinct collection names)."""
+    return tmp_path_factory.mktemp("store_home")

@@ -1,0 +1,1 @@
+"""Writers of small test inputs (DICOM videos and ECGs, tiny paired cohorts), shared by the tests."""
