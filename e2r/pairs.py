@@ -2,17 +2,21 @@
 
 Columns: `ecg_path` (relative to the CSV's folder, or absolute; empty for an archive study without
 an ECG), `study_uid`, `patient_id`, `split` (train / val / test, by patient), optionally `days`.
+`read_pairs` refuses a CSV that puts one patient or one study in two splits (the numbers would
+leak); `write_pairs` writes one.
 """
 
 from __future__ import annotations
 
 import csv
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from e2r.errors import DataError
 
-PAIR_COLUMNS = ("ecg_path", "study_uid", "patient_id", "split")
+PAIR_COLUMNS = ("ecg_path", "study_uid", "patient_id", "split")  # required
+WRITE_COLUMNS = ("ecg_path", "study_uid", "patient_id", "days", "split")
 SPLITS = ("train", "val", "test")
 
 
@@ -48,4 +52,30 @@ def read_pairs(csv_path: str | Path) -> list[PairRow]:
                                     (rec.get("split") or "").strip().lower(), line))
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise DataError(f"{csv_path}: cannot read the pairs CSV ({err})") from None
+    check_splits(csv_path, rows)
     return rows
+
+
+def write_pairs(csv_path: str | Path, rows: list[dict]) -> None:
+    """Write rows (dicts with WRITE_COLUMNS; ecg_path relative to the CSV's folder) as a pairs CSV."""
+    with Path(csv_path).open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=WRITE_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def check_splits(csv_path: str | Path, rows: list[PairRow]) -> None:
+    """DataError when a patient or a study appears in two splits (an empty split counts as train)."""
+    by_patient: dict[str, set[str]] = defaultdict(set)
+    by_study: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        split = r.split or "train"
+        if r.patient_id:
+            by_patient[r.patient_id].add(split)
+        by_study[r.study_uid].add(split)
+    for kind, groups in (("patient", by_patient), ("study", by_study)):
+        mixed = sorted(k for k, v in groups.items() if len(v) > 1)
+        if mixed:
+            raise DataError(f"{csv_path}: {kind} {mixed[0]} is in several splits "
+                            f"({', '.join(sorted(groups[mixed[0]]))}) and {len(mixed) - 1} more; "
+                            "split by patient so no patient is in two splits")

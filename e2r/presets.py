@@ -112,10 +112,9 @@ class ModelPreset:
 
 
 def _tiny() -> ModelPreset:
-    # Sized for a 2-core CPU. Two measured departures from the paper's settings (bench logs in
-    # the README): 1-s ECG patches (100 samples at 100 Hz) halve the token count, and the InfoNCE
-    # temperature is 0.1, not 0.5 -- with a few hundred pairs and batch 32, 0.5 gave no learning
-    # within 10 epochs (val Recall@1 at chance) while 0.1 reached 4x chance.
+    # Sized for a 2-core CPU. Two measured departures from the paper's settings (docs/benchmarks.md):
+    # 1-s ECG patches (100 samples at 100 Hz) halve the token count, and the InfoNCE temperature is
+    # 0.1, not 0.5: with a few hundred pairs and batch 32, 0.5 did not learn on CPU-sized runs.
     return ModelPreset(
         name="tiny",
         ecg=ECGEncoderConfig(dim=64, depth=3, heads=4, patch_size=100),

@@ -39,8 +39,8 @@ class IndexConfig:
     collection: str = "echo_studies"
     salt_path: Optional[Path] = None   # salt for patient-ID hashes (kept outside the index)
     shard: Shard = Shard()
-    # Decode processes beside the model. Decoding is the bottleneck (bench/bench_index.py, 2 cores:
-    # 0 workers 26.5 studies/s, 1 worker 25.1, 2 workers 35.0), so one per core by default.
+    # Decode processes beside the model. Decoding is the bottleneck (bench/bench_index.py, figures
+    # in docs/benchmarks.md), so one per core by default.
     workers: int = os.cpu_count() or 2
     batch_size: int = 32               # studies per encode + upsert batch
     store_paths: bool = True           # keep source paths in the payload (layouts like MIMIC's put patient IDs in folder names)

@@ -69,16 +69,12 @@ def test_missing_record_and_study_are_counted_and_training_data_kept(cohort, tmp
     assert s.to_dict()["skipped"] == 3
 
 
-def test_a_study_in_a_test_row_never_trains(cohort, tmp_path):
+def test_a_patient_in_two_splits_is_refused_in_one_line(cohort, tmp_path):
     pairs = tmp_path / "pairs.csv"
     uid0 = read_pairs(cohort / "pairs.csv")[0].study_uid
     _append_rows(cohort / "pairs.csv", pairs, [["ecg/p0001", uid0, "P9992", 0, "test"]])
-    for f in (cohort / "ecg").iterdir():
-        (tmp_path / "ecg").mkdir(exist_ok=True)
-        os.symlink(f, tmp_path / "ecg" / f.name)
-    data = load_paired_data(_cfg(pairs, tmp_path, archive=str(cohort / "echo")), get_preset("tiny"))
-    assert data.summary.in_test_split == 1 and data.summary.train_pairs == 8
-    assert uid0 not in {p.study_uid for p in (*data.train, *data.val)}
+    with pytest.raises(DataError, match=r"study .* is in several splits \(test, train\).*split by patient"):
+        load_paired_data(_cfg(pairs, tmp_path, archive=str(cohort / "echo")), get_preset("tiny"))
 
 
 def test_too_few_pairs_is_a_clear_error(cohort, tmp_path):

@@ -50,7 +50,6 @@ class DataSummary:
     missing_study: int
     no_video: int
     failed_videos: int
-    in_test_split: int               # train/val rows whose study is also in a test row (left out)
     train_pairs: int
     val_pairs: int
     val_source: str                  # "csv" or "held out from train (N patients)"
@@ -61,7 +60,7 @@ class DataSummary:
     @property
     def skipped(self) -> int:
         """Paired train/val rows left out."""
-        return self.missing_ecg + self.unreadable_ecg + self.missing_study + self.no_video + self.in_test_split
+        return self.missing_ecg + self.unreadable_ecg + self.missing_study + self.no_video
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
@@ -169,7 +168,6 @@ def load_paired_data(config: TrainConfig, preset: Any, embedder: Any = None,
     scan = scan_archive(root, progress=config.progress)
     studies = {s.study_uid: s for s in scan.studies}
     candidates: list[tuple[PairRow, Any]] = []
-    test_studies = {r.study_uid for r in rows if r.split == "test"}
     for row in rows:
         if not row.ecg_path:
             counts["unpaired"] += 1
@@ -178,10 +176,7 @@ def load_paired_data(config: TrainConfig, preset: Any, embedder: Any = None,
             counts["test"] += 1
             continue
         study = studies.get(row.study_uid)
-        if row.study_uid in test_studies:
-            skip("in_test_split", f"{csv_path.name} line {row.line}: study {row.study_uid} is also in a test row; "
-                                  "left out of training (fix the split: it must be by patient)")
-        elif not _ecg_exists(row.ecg_path):
+        if not _ecg_exists(row.ecg_path):
             skip("missing_ecg", f"{csv_path.name} line {row.line}: ECG record {row.ecg_path} not found")
         elif study is None:
             skip("missing_study", f"{csv_path.name} line {row.line}: study {row.study_uid} not in {root}")
@@ -224,7 +219,7 @@ def load_paired_data(config: TrainConfig, preset: Any, embedder: Any = None,
         unpaired_rows=counts["unpaired"], test_rows=counts["test"],
         missing_ecg=counts["missing_ecg"], unreadable_ecg=counts["unreadable_ecg"],
         missing_study=counts["missing_study"], no_video=counts["no_video"],
-        failed_videos=len(video_failed), in_test_split=counts["in_test_split"], train_pairs=len(train), val_pairs=len(val),
+        failed_videos=len(video_failed), train_pairs=len(train), val_pairs=len(val),
         val_source=val_source, studies=len({p.study_uid for p in (*train, *val)}),
         videos=len(video_paths) - len(video_failed), examples=tuple(examples))
     for msg in examples:

@@ -19,72 +19,72 @@ def _print_check(report: Any) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add `synth` and `synth-report` to the app."""
+    app.command("synth")(handle_errors(synth))
+    app.command("synth-report")(handle_errors(synth_report))
 
-    @app.command("synth")
-    @handle_errors
-    def synth(
-        out: Path = typer.Argument(..., help="Output folder (new or empty)."),
-        patients: int = typer.Option(200, "--patients", "-n", help="Number of patients."),
-        seed: int = typer.Option(0, "--seed", help="Random seed; the same seed writes the same cohort."),
-        uncompressed: bool = typer.Option(False, "--uncompressed", help="Store echo pixels uncompressed instead of JPEG baseline."),
-        size: int = typer.Option(128, "--size", help="Echo video rows = columns (pixels)."),
-        frames: int = typer.Option(32, "--frames", help="Frames per echo video."),
-        workers: int = typer.Option(2, "--workers", help="Worker processes."),
-        check: bool = typer.Option(False, "--check", help="Measure the written cohort and print the check figures."),
-        as_json: bool = JsonOpt,
-    ) -> None:
-        """Write a synthetic (phantom) cohort of paired ECGs and multi-view echo studies.
 
-        Writes OUT/echo (DICOM studies), OUT/ecg (WFDB records), OUT/phenotypes.csv,
-        OUT/pairs.csv and OUT/manifest.json. All data are synthetic.
-        """
-        from e2r.phantom import write_cohort
+def synth(
+    out: Path = typer.Argument(..., help="Output folder (new or empty)."),
+    patients: int = typer.Option(200, "--patients", "-n", help="Number of patients."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed writes the same cohort."),
+    uncompressed: bool = typer.Option(False, "--uncompressed", help="Store echo pixels uncompressed instead of JPEG baseline."),
+    size: int = typer.Option(128, "--size", help="Echo video rows = columns (pixels)."),
+    frames: int = typer.Option(32, "--frames", help="Frames per echo video."),
+    workers: int = typer.Option(2, "--workers", help="Worker processes."),
+    check: bool = typer.Option(False, "--check", help="Measure the written cohort and print the check figures."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Write a synthetic (phantom) cohort of paired ECGs and multi-view echo studies.
 
-        summary = write_cohort(out, patients, seed, compressed=not uncompressed, size=size,
-                               frames=frames, workers=workers, progress=not as_json)
-        report = None
-        if check:
-            from e2r.phantom.check import check_cohort
+    Writes OUT/echo (DICOM studies), OUT/ecg (WFDB records), OUT/phenotypes.csv,
+    OUT/pairs.csv and OUT/manifest.json. All data are synthetic.
+    """
+    from e2r.phantom import write_cohort
 
-            report = check_cohort(out, progress=not as_json)
-        if as_json:
-            doc = {"summary": summary.as_dict()}
-            if report is not None:
-                doc["check"] = report.as_dict()
-            print_json(doc)
-        else:
-            s = summary
-            print_table([{
-                "patients": s.patients, "studies": s.studies, "unpaired": s.unpaired_studies,
-                "videos": s.videos, "ecgs": s.ecgs, "mean_dcm_kb": round(s.dicom_bytes_mean / 1024, 1),
-                "max_dcm_kb": round(s.dicom_bytes_max / 1024, 1), "seconds": round(s.seconds, 1),
-                "patients_per_s": round(s.patients_per_s, 2),
-            }])
-            typer.echo(f"Synthetic cohort written to {s.out_dir} (views: {s.views}; splits: {s.splits})")
-            if report is not None:
-                _print_check(report)
-        if report is not None and not report.passed:
-            raise typer.Exit(2)
-
-    @app.command("synth-report")
-    @handle_errors
-    def synth_report(
-        out: Path = typer.Argument(..., help="A cohort folder written by `e2r synth`."),
-        max_ecgs: int = typer.Option(0, "--max-ecgs", help="Measure at most this many ECGs (0 = all)."),
-        max_videos: int = typer.Option(0, "--max-videos", help="Measure at most this many videos (0 = all)."),
-        as_json: bool = JsonOpt,
-    ) -> None:
-        """Measure a phantom cohort's files and print whether it carries the morphology it claims.
-
-        Exit code 2 when a figure misses its bar (small cohorts can: use a few hundred patients).
-        """
+    summary = write_cohort(out, patients, seed, compressed=not uncompressed, size=size,
+                           frames=frames, workers=workers, progress=not as_json)
+    report = None
+    if check:
         from e2r.phantom.check import check_cohort
 
-        report = check_cohort(out, max_ecgs=max_ecgs or None, max_videos=max_videos or None,
-                              progress=not as_json)
-        if as_json:
-            print_json(report.as_dict())
-        else:
+        report = check_cohort(out, progress=not as_json)
+    if as_json:
+        doc = {"summary": summary.as_dict()}
+        if report is not None:
+            doc["check"] = report.as_dict()
+        print_json(doc)
+    else:
+        s = summary
+        print_table([{
+            "patients": s.patients, "studies": s.studies, "unpaired": s.unpaired_studies,
+            "videos": s.videos, "ecgs": s.ecgs, "mean_dcm_kb": round(s.dicom_bytes_mean / 1024, 1),
+            "max_dcm_kb": round(s.dicom_bytes_max / 1024, 1), "seconds": round(s.seconds, 1),
+            "patients_per_s": round(s.patients_per_s, 2),
+        }])
+        typer.echo(f"Synthetic cohort written to {s.out_dir} (views: {s.views}; splits: {s.splits})")
+        if report is not None:
             _print_check(report)
-        if not report.passed:
-            raise typer.Exit(2)
+    if report is not None and not report.passed:
+        raise typer.Exit(2)
+
+
+def synth_report(
+    out: Path = typer.Argument(..., help="A cohort folder written by `e2r synth`."),
+    max_ecgs: int = typer.Option(0, "--max-ecgs", help="Measure at most this many ECGs (0 = all)."),
+    max_videos: int = typer.Option(0, "--max-videos", help="Measure at most this many videos (0 = all)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Measure a phantom cohort's files and print whether it carries the morphology it claims.
+
+    Exit code 2 when a figure misses its bar (small cohorts can: use a few hundred patients).
+    """
+    from e2r.phantom.check import check_cohort
+
+    report = check_cohort(out, max_ecgs=max_ecgs or None, max_videos=max_videos or None,
+                          progress=not as_json)
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        _print_check(report)
+    if not report.passed:
+        raise typer.Exit(2)

@@ -7,7 +7,20 @@ from typing import Any, Optional
 
 import typer
 
-from e2r.cli.common import DataDirOpt, JsonOpt, handle_errors, print_json, print_table
+from e2r.cli.common import (
+    ArchiveOpt,
+    CacheDirOpt,
+    DataDirOpt,
+    DataOpt,
+    DeviceOpt,
+    JsonOpt,
+    QuietOpt,
+    ResumeOpt,
+    SeedOpt,
+    handle_errors,
+    print_json,
+    print_table,
+)
 from e2r.cli.store_opts import home_dir
 
 
@@ -17,10 +30,9 @@ def register(app: typer.Typer) -> None:
 
 
 def train(
-    data: Path = typer.Option(..., "--data", help="Cohort folder holding pairs.csv (e.g. from "
-                              "`e2r synth`), or a pairs CSV (ecg_path, study_uid, patient_id, days, split)."),
+    data: Path = DataOpt,
     out: Path = typer.Option(..., "--out", help="Model folder: bundle, checkpoints/ and train_log.jsonl go here."),
-    archive: Optional[Path] = typer.Option(None, "--archive", help="Echo DICOM archive (default: <cohort>/echo)."),
+    archive: Optional[Path] = ArchiveOpt,
     preset: str = typer.Option("tiny", "--preset", help="Model preset: tiny (CPU, minutes), base, base-echoprime."),
     aggregation: Optional[str] = typer.Option(None, "--aggregation", help="Study aggregation: attention, "
                                               "mean or single-view (default: the preset's)."),
@@ -29,16 +41,16 @@ def train(
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default: the preset's)."),
     weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW weight decay."),
     warmup_epochs: Optional[float] = typer.Option(None, "--warmup-epochs", help="Linear warm-up epochs before the cosine decay."),
-    seed: int = typer.Option(0, "--seed", help="Random seed (model init, data order, augmentations)."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
+    seed: int = SeedOpt,
+    device: str = DeviceOpt,
     workers: int = typer.Option(0, "--workers", help="Data loader / decode worker processes."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", envvar="E2R_CACHE", help="Cache of decoded videos, ECGs and tower embeddings (default $E2R_HOME/cache; env E2R_CACHE)."),
+    cache_dir: Optional[Path] = CacheDirOpt,
     data_dir: Optional[Path] = DataDirOpt,
     min_pairs: int = typer.Option(8, "--min-pairs", help="Refuse to train with fewer usable training pairs."),
     max_videos: int = typer.Option(8, "--max-videos", help="Videos per study in a batch (random subset when more)."),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="ECG augmentations of the paper."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from <out>/checkpoints/last.pt after an interruption."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    resume: bool = ResumeOpt,
+    quiet: bool = QuietOpt,
     temperature: Optional[float] = typer.Option(None, "--temperature", help="InfoNCE temperature (default: the preset's)."),
     echo_encoder: Optional[Path] = typer.Option(None, "--echo-encoder", help="Frozen echo tower to align to: the --out folder of `e2r train-echo`, or an EchoPrime encoder weight file (.pt). Recommended: without it the video encoder starts random."),
     freeze_echo: bool = typer.Option(False, "--freeze-echo", help="Without --echo-encoder: freeze e2r's own (random-init) video encoder and cache its embeddings (an ablation)."),
@@ -97,7 +109,7 @@ def _summary(result: Any) -> dict[str, Any]:
         "pairs": {"train": d["train_pairs"], "val": d["val_pairs"], "skipped": d["skipped"],
                   "missing_ecg": d["missing_ecg"], "unreadable_ecg": d["unreadable_ecg"],
                   "missing_study": d["missing_study"], "no_video": d["no_video"],
-                  "in_test_split": d["in_test_split"], "val_source": d["val_source"]},
+                  "val_source": d["val_source"]},
         "epochs": result.epochs, "resumed_from_epoch": result.start_epoch,
         "best_epoch": result.best_epoch, "select_metric": result.select_metric,
         "val": {k[4:]: m.get(k) for k in VAL_KEYS if k in m},
@@ -122,7 +134,7 @@ def _rows(s: dict[str, Any]) -> list[dict[str, Any]]:
         {"item": "pairs used (train / val)", "value": f"{p['train']} / {p['val']} (val: {p['val_source']})"},
         {"item": "pairs skipped", "value": f"{p['skipped']} (ECG missing {p['missing_ecg']}, ECG unreadable "
                                            f"{p['unreadable_ecg']}, study missing {p['missing_study']}, "
-                                           f"no video {p['no_video']}, study in a test row {p['in_test_split']})"},
+                                           f"no video {p['no_video']})"},
         {"item": "epochs (resumed after)", "value": f"{s['epochs']} ({s['resumed_from_epoch']})"},
         {"item": "best epoch (by)", "value": f"{s['best_epoch']} ({s['select_metric']})"},
         *pheno, *knn,

@@ -7,7 +7,20 @@ from typing import Any, Optional
 
 import typer
 
-from e2r.cli.common import DataDirOpt, JsonOpt, handle_errors, print_json, print_table
+from e2r.cli.common import (
+    ArchiveOpt,
+    CacheDirOpt,
+    DataDirOpt,
+    DataOpt,
+    DeviceOpt,
+    JsonOpt,
+    QuietOpt,
+    ResumeOpt,
+    SeedOpt,
+    handle_errors,
+    print_json,
+    print_table,
+)
 from e2r.cli.store_opts import home_dir
 
 
@@ -17,23 +30,22 @@ def register(app: typer.Typer) -> None:
 
 
 def train_echo(
-    data: Path = typer.Option(..., "--data", help="Cohort folder holding pairs.csv and phenotypes.csv (e.g. from "
-                              "`e2r synth`), or a pairs CSV: its split column decides which patients train."),
+    data: Path = DataOpt,
     out: Path = typer.Option(..., "--out", help="Tower folder: tower.json, weights.pt, checkpoints/, train_log.jsonl."),
-    archive: Optional[Path] = typer.Option(None, "--archive", help="Echo DICOM archive (default: <cohort>/echo)."),
+    archive: Optional[Path] = ArchiveOpt,
     phenotypes: Optional[Path] = typer.Option(None, "--phenotypes", help="Phenotype CSV (default: phenotypes.csv beside the pairs CSV)."),
     preset: str = typer.Option("tiny", "--preset", help="Model preset whose video encoder is trained: tiny (CPU) or base."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs (default 15)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Videos per batch (default 64)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default 2e-3)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed (init, data order)."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
+    seed: int = SeedOpt,
+    device: str = DeviceOpt,
     workers: int = typer.Option(2, "--workers", help="Video decode worker processes."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", envvar="E2R_CACHE", help="Cache of decoded videos, shared with `e2r train` (default $E2R_HOME/cache; env E2R_CACHE)."),
+    cache_dir: Optional[Path] = CacheDirOpt,
     data_dir: Optional[Path] = DataDirOpt,
     min_studies: int = typer.Option(20, "--min-studies", help="Refuse to pretrain with fewer labelled training studies."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from <out>/checkpoints/last.pt after an interruption."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    resume: bool = ResumeOpt,
+    quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Pretrain e2r's video encoder to regress each video's study phenotypes (the echo tower).

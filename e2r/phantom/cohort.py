@@ -5,7 +5,6 @@ UIDs from the seed, nothing from the clock; rows are sorted before they are writ
 
 from __future__ import annotations
 
-import csv
 import datetime
 import json
 import logging
@@ -29,7 +28,6 @@ from e2r.phantom.writers import (
 )
 
 GENERATOR_VERSION = "1.0.0"
-PAIRS_COLUMNS = ("ecg_path", "study_uid", "patient_id", "days", "split")
 _EPOCH = datetime.date(2180, 1, 1)  # MIMIC-style shifted dates: obviously not real calendar dates
 _PROTOCOL_ORDER = ("PLAX", "PSAX", "A4C", "A2C")  # standard TTE acquisition order
 _VIEW_WEIGHTS = np.array([0.30, 0.20, 0.32, 0.18])  # PLAX, PSAX, A4C, A2C
@@ -197,6 +195,7 @@ def write_cohort(out_dir: str | Path, patients: int, seed: int, **options: Any) 
     options are CohortOptions fields (compressed, size, frames, workers, paired_fraction,
     repeat_fraction, split, progress).
     """
+    from e2r.pairs import write_pairs
     from e2r.phenotypes import write_phenotypes
 
     try:
@@ -225,10 +224,7 @@ def write_cohort(out_dir: str | Path, patients: int, seed: int, **options: Any) 
         sizes += r.dicom_sizes
         views += r.views
     write_phenotypes(out / "phenotypes.csv", phen_rows)
-    with (out / "pairs.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=PAIRS_COLUMNS)
-        writer.writeheader()
-        writer.writerows(pair_rows)
+    write_pairs(out / "pairs.csv", pair_rows)
 
     paired = sum(1 for r in pair_rows if r["ecg_path"])
     counts = {

@@ -1,11 +1,9 @@
 """The embedded store (the default): Qdrant Edge (PyPI `qdrant-edge-py`), Qdrant's own engine
 running in this process, one Edge shard per collection, no server.
 
-Why this and not qdrant-client's local mode: measured by bench/bench_store.py, table in
-e2r/store/schema.py. At 100k 512-d study vectors Edge answered in 8 ms (p50, recall@10 0.999) and
-reopened in 2.4 s with 0.4 GB RSS; local mode needed 0.68 s per query, 44 s to reopen and 2.9 GB,
-and commits SQLite once per point. Edge keeps a write-ahead log (an upsert that returned survives
-SIGKILL), memory-maps its segments and builds a real HNSW index.
+Why this and not qdrant-client's local mode: e2r/store/schema.py says why, docs/benchmarks.md
+what it measured (bench/bench_store.py). Edge keeps a write-ahead log (an upsert that returned
+survives SIGKILL), memory-maps its segments and builds a real HNSW index.
 
 Folder layout (`root` is `<data_dir>/store`):
 

@@ -26,27 +26,14 @@ Collection metadata (a flat JSON object; `collection_metadata()` builds it)
       sidecar `collection.json` next to the shard folder, written atomically (tmp + rename).
 
 Why the embedded default is Qdrant Edge (qdrant-edge-py) and not qdrant-client's local mode
-    Measured with bench/bench_store.py (512-d vectors from a 50-cluster Gaussian mixture, 200
-    queries, top-10; the project's shared 2-core machine at load average 7-10, so absolute times are
-    inflated by contention, the ratios are not):
-
-        backend        N     upsert s  index s  reopen s  p50 ms  p95 ms  recall@10  RSS MB  disk MB
-        edge          10k       4.5      17.8     1.24      3.8     7.4    1.000      180      54
-        client-local  10k      43.0*      -       3.33    119.2   152.1    1.000      299      50
-        edge         100k      46.1     653.4     2.44      8.0    15.0    0.999      438     325
-        client-local 100k     229.7*      -      43.92    677.5  1459.1    1.000     2915     497
-        (* with SQLite fsync off after the first 1,000 points; local mode commits once per point,
-           27 ms/point here synced = 45 min for 100k)
-
     Local mode keeps every vector in Python/numpy, reloads the whole collection on open and scores
-    each query by brute force, so reopen and query time and memory grow linearly (44 s, 0.7 s per
-    query, 2.9 GB at 100k). Edge is Qdrant's Rust engine in-process: a write-ahead log (an upsert
-    that has returned survives SIGKILL), memory-mapped segments and a real HNSW index (queries in
-    milliseconds at recall@10 0.999). Its price is the one-off HNSW build when an indexing run
-    closes the store. 1M points were not run here: at the 100k build rate on this machine the
-    HNSW build alone would take over 2 hours. Local mode stays available (`backend="client-local"`)
-    because it speaks exactly the server's API, which is how the server code path is tested
-    without a server.
+    each query by brute force, so reopen time, query time and memory grow linearly with the
+    archive. Edge is Qdrant's Rust engine in-process: a write-ahead log (an upsert that has
+    returned survives SIGKILL), memory-mapped segments and a real HNSW index; its price is the
+    one-off HNSW build when an indexing run closes the store. Local mode stays available
+    (`backend="client-local"`) because it speaks exactly the server's API, which is how the server
+    code path is tested without a server. Measured side by side (bench/bench_store.py):
+    docs/benchmarks.md.
 """
 
 from __future__ import annotations

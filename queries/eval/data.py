@@ -8,7 +8,6 @@ patient in two splits is refused: the numbers would leak).
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -62,28 +61,12 @@ def read_splits(pairs_csv: str | Path, phenotypes_csv: str | Path) -> Splits:
                             "give every row a train/val/test split by patient")
         if not r.study_uid:
             raise DataError(f"{pairs_csv}:{r.line}: empty study_uid; every row names its echo study")
-    _check_patient_splits(pairs_csv, rows)
     if not any(r.ecg_path and r.split == "test" for r in rows):
         raise DataError(f"{pairs_csv}: no test-split row with an ECG; the benchmark evaluates on the test split")
     phenotypes, errors = read_phenotypes(phenotypes_csv)
     for err in errors[:5]:
         log.warning("phenotype row skipped: %s", err.message)
     return Splits(str(pairs_csv), tuple(rows), phenotypes)
-
-
-def _check_patient_splits(pairs_csv: Path, rows: Sequence[PairRow]) -> None:
-    by_patient: dict[str, set[str]] = defaultdict(set)
-    by_study: dict[str, set[str]] = defaultdict(set)
-    for r in rows:
-        if r.patient_id:
-            by_patient[r.patient_id].add(r.split)
-        by_study[r.study_uid].add(r.split)
-    for kind, groups in (("patient", by_patient), ("study", by_study)):
-        mixed = sorted(k for k, v in groups.items() if len(v) > 1)
-        if mixed:
-            raise DataError(f"{pairs_csv}: {kind} {mixed[0]} is in several splits "
-                            f"({', '.join(sorted(groups[mixed[0]]))}) and {len(mixed) - 1} more; "
-                            "split by patient so no patient is in two splits")
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.dicom import write_us_dicom
+
 LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
-US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
 
 
 def write_ecg(path_noext: Path, latent: float, rng: np.random.Generator, fs: int = 100) -> None:
@@ -35,9 +36,6 @@ def write_ecg(path_noext: Path, latent: float, rng: np.random.Generator, fs: int
 def write_video(path: Path, study_uid: str, patient_id: str, latent: float, view: str,
                 rng: np.random.Generator, frames: int = 8, size: int = 16) -> None:
     """A grey multi-frame ultrasound DICOM with a pulsing dark disc of radius set by `latent`."""
-    from pydicom.dataset import FileMetaDataset, Dataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
     yy, xx = np.mgrid[:size, :size] - size / 2
     r = np.hypot(yy, xx)
     imgs = []
@@ -45,24 +43,8 @@ def write_video(path: Path, study_uid: str, patient_id: str, latent: float, view
         radius = size * (0.15 + 0.25 * latent) * (1 + 0.15 * np.sin(2 * np.pi * f / frames))
         img = np.where(r < radius, 30, 180) + rng.integers(0, 40, (size, size))
         imgs.append(np.clip(img, 0, 255).astype(np.uint8))
-    pixels = np.stack(imgs)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = US_MULTIFRAME
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = US_MULTIFRAME, meta.MediaStorageSOPInstanceUID
-    ds.Modality = "US"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, generate_uid()
-    ds.PatientID, ds.StudyDate, ds.SeriesDescription = patient_id, "20240101", view
-    ds.NumberOfFrames, ds.FrameTime = frames, "62.5"
-    ds.Rows = ds.Columns = size
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelData = pixels.tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
+    write_us_dicom(path, np.stack(imgs), frame_time_ms=62.5, series_description=view, study_uid=study_uid,
+                   patient_id=patient_id)
 
 
 def write_tiny_cohort(root: Path, patients: int = 24, seed: int = 0, val_every: int = 4,
