@@ -30,6 +30,7 @@ from e2r import __version__
 from e2r.errors import BundleError, E2RError
 from e2r.models.video_encoder import VideoEncoder
 from e2r.presets import EchoEncoderConfig, _dataclass_from_dict
+from e2r.util import atomic_write, jsonable, one_line
 
 TOWER_FORMAT = 1
 TOWER_KIND = "e2r-echo-tower"
@@ -82,8 +83,6 @@ def _core(cfg: EchoEncoderConfig, fields: tuple[str, ...], norm: dict[str, list[
 def save_echo_tower(model: EchoTower, out_dir: str | Path, fields: tuple[str, ...],
                     norm: dict[str, tuple[float, float]], info: dict[str, Any]) -> str:
     """Write the tower into out_dir (weights first, tower.json last, both atomically); its hash."""
-    from e2r.util import atomic_write, jsonable
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -135,7 +134,7 @@ def load_echo_tower(path: str | Path) -> tuple[EchoTower, dict[str, Any]]:
         model = EchoTower(cfg, len(fields))
         model.load_state_dict(state, strict=True)
     except (RuntimeError, E2RError) as exc:
-        raise BundleError(f"{weights}: weights do not fit tower.json ({str(exc).splitlines()[0]})") from exc
+        raise BundleError(f"{weights}: weights do not fit tower.json ({one_line(str(exc).splitlines()[0] if str(exc) else exc)})") from exc
     return model.eval(), meta
 
 

@@ -16,10 +16,11 @@ from typing import Any, Callable, Mapping
 DEFAULT_HOME = Path.home() / ".e2r"
 
 
-def one_line(exc: Exception) -> str:
-    """An exception as one short line for an error message."""
+def one_line(exc: BaseException | str, limit: int = 160) -> str:
+    """An exception (or text) as one short line for an error message: whitespace folded, at most
+    `limit` characters."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def atomic_write(target: str | Path, write: Callable[[Any], Any]) -> None:

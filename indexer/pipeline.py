@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-import numpy as np
 
 from e2r.echo import ArchiveScan, StudyInfo, scan_archive
 from e2r.errors import StoreError
@@ -65,6 +64,7 @@ def index_archive(cfg: IndexConfig, store: Any, loaded: Any) -> IndexSummary:
 
     `store` is an open e2r.store.VectorStore; `loaded` is e2r.bundle.load_model's result.
     """
+    from e2r.encode import encode_echo_studies
     from e2r.phenotypes import read_phenotypes
     from e2r.store import Point, point_id_for
 
@@ -100,7 +100,7 @@ def index_archive(cfg: IndexConfig, store: Any, loaded: Any) -> IndexSummary:
         if not batch:
             return
         t1 = time.perf_counter()
-        vectors = _embed_batch(loaded.model, [d for _, d in batch])
+        vectors = encode_echo_studies(loaded.model, [list(d.frames) for _, d in batch])  # (B, D), the one encode path
         t2 = time.perf_counter()
         points = []
         for (study, decoded), vector in zip(batch, vectors):
@@ -213,19 +213,6 @@ def _decoded_stream(jobs: list[DecodeJob], workers: int) -> Iterator[DecodedStud
     ctx = mp.get_context("spawn")
     with ctx.Pool(processes=workers) as pool:
         yield from pool.imap(decode_study, jobs, chunksize=1)
-
-
-def _embed_batch(model: Any, decoded: list[DecodedStudy]) -> np.ndarray:
-    """Per-video embeddings for the batch, then per-study aggregation: (B, D) float32."""
-    from e2r.encode import embed_videos, encode_study_embeddings
-
-    videos = [v for d in decoded for v in d.frames]
-    emb = embed_videos(model, videos)
-    per_study, start = [], 0
-    for d in decoded:
-        per_study.append(emb[start:start + len(d.frames)])
-        start += len(d.frames)
-    return encode_study_embeddings(model, per_study)
 
 
 def _progress(total: int, enabled: bool) -> Optional[Any]:

@@ -16,7 +16,7 @@ from typing import Iterator, Optional, Union
 
 from e2r.echo.header import VideoInfo, read_video_header
 from e2r.errors import DataError, DicomReadError
-from e2r.util import sniff_dicom
+from e2r.util import one_line, sniff_dicom
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def _read_one(path: str) -> tuple[str, Optional[VideoInfo], Optional[DicomReadEr
         return path, None, err
     except Exception as err:  # a scan must survive any malformed file; log for bug reports
         log.debug("unexpected error reading %s", path, exc_info=True)
-        msg = f"{path}: cannot be read ({type(err).__name__}: {' '.join(str(err).split())[:120]}); skipped."
+        msg = f"{path}: cannot be read ({type(err).__name__}: {one_line(err, 120)}); skipped."
         return path, None, DicomReadError(msg, reason="unreadable")
 
 

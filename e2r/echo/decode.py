@@ -14,6 +14,7 @@ import numpy as np
 
 from e2r.echo.header import VideoInfo, read_video_header
 from e2r.errors import ConfigError, DicomReadError
+from e2r.util import one_line
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def _decode_frames(info: VideoInfo, indices: list[int], mode: str) -> list[np.nd
     except Exception as err:  # decoders raise many types (RuntimeError, ValueError, OSError, ...)
         ts = UID(info.transfer_syntax).name if info.transfer_syntax else "unknown transfer syntax"
         raise DicomReadError(
-            f"{info.path}: pixel data cannot be decoded ({ts}: {' '.join(str(err).split())[:150]}); "
+            f"{info.path}: pixel data cannot be decoded ({ts}: {one_line(err, 150)}); "
             "install a decoder for it (pylibjpeg, pylibjpeg-openjpeg or gdcm) or re-export the file.",
             reason="decode_failed") from None
     if ybr:

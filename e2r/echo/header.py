@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 from e2r.echo.views import view_of
 from e2r.errors import DicomReadError
-from e2r.util import sniff_dicom
+from e2r.util import one_line, sniff_dicom
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def _read_header(path: Path) -> tuple[Any, int]:
             pos = f.tell()
     except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, struct.error, OSError) as err:
         raise DicomReadError(
-            f"{path}: DICOM header cannot be parsed ({type(err).__name__}: {_short(err)}); "
+            f"{path}: DICOM header cannot be parsed ({type(err).__name__}: {one_line(err, 120)}); "
             "the file is corrupt or truncated, re-export it.", reason="corrupt") from None
     for w in caught:
         log.debug("%s: %s", path, w.message)
@@ -212,7 +212,7 @@ def _check_fragments(path: Path, f: Any, start: int, size: int, n_frames: int) -
     try:
         n_items, offsets = parse_fragments(f)
     except ValueError as err:
-        raise DicomReadError(f"{path}: encapsulated pixel data is broken ({_short(err)}); "
+        raise DicomReadError(f"{path}: encapsulated pixel data is broken ({one_line(err, 120)}); "
                              "re-copy or re-export the file.", reason="corrupt") from None
     if offsets:
         f.seek(offsets[-1] + 4)
@@ -297,9 +297,4 @@ def _region(ds: Any, rows: int, cols: int) -> Optional[tuple[int, int, int, int]
     if x1 - x0 + 1 < _MIN_REGION_SIDE or y1 - y0 + 1 < _MIN_REGION_SIDE:
         return None
     return (x0, y0, x1, y1)
-
-
-def _short(err: BaseException, limit: int = 120) -> str:
-    text = " ".join(str(err).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
