@@ -29,6 +29,7 @@ from torch import nn
 from e2r import __version__
 from e2r.errors import BundleError, E2RError
 from e2r.models.video_encoder import VideoEncoder
+from e2r.phenotypes import TOWER_FIELDS  # noqa: F401  (the tower's default fields, re-exported)
 from e2r.presets import EchoEncoderConfig, _dataclass_from_dict
 from e2r.util import atomic_write, jsonable, one_line
 
@@ -36,8 +37,6 @@ TOWER_FORMAT = 1
 TOWER_KIND = "e2r-echo-tower"
 TOWER_FILE = "tower.json"
 WEIGHTS_FILE = "weights.pt"
-# The measured phenotypes the tower regresses by default (units: e2r.phenotypes).
-TOWER_FIELDS = ("lvef", "lvedv", "lvesv", "ivsd", "lvpwd", "la_volume", "rv_diameter")
 
 
 class EchoTower(nn.Module):

@@ -36,6 +36,10 @@ NUMERIC_FIELDS = (
     "lvef", "lvedv", "lvesv", "ivsd", "lvpwd", "lv_mass", "la_volume", "rv_diameter", "heart_rate",
 )
 LABEL_FIELDS = ("lvef_class", "lvef_le45", "lvh")
+# Phenotype-aware retrieval: a study is relevant when every one of these lies within 0.5 SD.
+RELEVANCE_FIELDS = ("lvef", "lvedv", "lvesv", "ivsd", "lvpwd")
+# What the echo tower learns to regress from each video.
+TOWER_FIELDS = ("lvef", "lvedv", "lvesv", "ivsd", "lvpwd", "la_volume", "rv_diameter")
 LVEF_CLASSES = ("reduced", "mildly_reduced", "preserved")
 PHENOTYPE_COLUMNS = ("study_uid", "patient_id", "study_date", *NUMERIC_FIELDS, "rhythm", *LABEL_FIELDS)
 # The clinical thresholds, here and nowhere else.

@@ -182,3 +182,36 @@ def test_motion_pooling_concatenates_temporal_mean_and_std():
         a, b = enc(still), enc(beat)
     assert enc.head.in_features == 2 * enc.stages[-1].temporal.out_channels
     assert not torch.allclose(a, b, atol=1e-4)
+
+
+def test_search_refuses_a_model_aligned_to_another_tower(cohort, tower, tmp_path):
+    from dataclasses import replace
+
+    from e2r.bundle import load_model
+    from e2r.store import open_store
+    from indexer.pipeline import ensure_collection
+    from queries.search import Searcher
+    from trainer.align import train
+
+    out, _ = tower
+    cfg = make_train_config(cohort, tmp_path / "model", epochs=1, batch_size=4, min_pairs=4, progress=False,
+                            cache_dir=str(tmp_path / "cache"), echo_encoder=str(out))
+    train(cfg, preset=PRESET)
+    loaded = load_model(tmp_path / "model")
+    with open_store(tmp_path / "home") as store:
+        ensure_collection(store, "c", loaded)
+        Searcher(store, "c", model=loaded)  # the model it was built with: accepted
+        other = replace(loaded, meta={**loaded.meta, "echo_tower": {"hash": "f" * 16}})
+        with pytest.raises(BundleError, match="aligned to echo tower f{16} but collection 'c' was built with tower"):
+            Searcher(store, "c", model=other)
+
+
+def test_an_echoprime_weight_file_takes_the_towers_place(tmp_path):
+    from e2r.echo_tower import resolve_echo_encoder
+
+    weights = tmp_path / "echo_prime_encoder.pt"
+    weights.write_bytes(b"not read until the model is built")
+    source = resolve_echo_encoder(weights)
+    assert source.kind == "echoprime" and source.echo.kind == "echoprime" and source.echo.weights == str(weights)
+    assert source.encoder_state is None and len(source.hash) == 16
+    assert source.describe()["kind"] == "echoprime"

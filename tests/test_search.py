@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from e2r.ecg.leads import CANONICAL_LEADS
 import pytest
 from typer.testing import CliRunner
 
@@ -17,7 +19,7 @@ from test_indexer import _write_archive, _write_phenotypes
 
 runner = CliRunner()
 pytestmark = pytest.mark.xdist_group("indexer")
-LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+LEADS = list(CANONICAL_LEADS)
 
 
 def write_ecg(folder: Path, name: str, seed: int = 0, fs: int = 500) -> Path:

@@ -1,5 +1,9 @@
-"""Echo2ECG training: paired data sets, ECG augmentations, CLIP loss, the loop, checkpoints, DDP.
+"""Training: one loop (`trainer.loop.run`) and the tasks that differ only in their step.
 
-Entry points: `trainer.config.make_train_config(...)` -> TrainConfig, `trainer.loop.train(config)`
--> TrainResult (the `e2r train` command is a thin layer over these).
+    trainer.align.train(config)              CLIP alignment of the ECG to the (frozen) echo tower
+    trainer.echo_pretrain.train_echo_tower   the echo tower on the archive's measured phenotypes
+    trainer.supervised.train_supervised      ECG -> phenotypes, the benchmark's ceiling
+
+`trainer.config.make_train_config(...)` builds the one typed config all three take; `e2r train`
+and `e2r train-echo` are thin layers over these.
 """

@@ -32,6 +32,7 @@ def demo(
     a second run only searches. Prints the search command to try next.
     """
     from e2r.bundle import load_model
+    from e2r.errors import DataError
     from e2r.phantom import write_cohort
     from e2r.store import open_store
     from indexer.config import IndexConfig
@@ -55,8 +56,11 @@ def demo(
         say(f"[2/5] echo tower: reusing {tower_dir}")
     else:
         say(f"[2/5] echo tower: pretraining the video encoder on the measured phenotypes into {tower_dir}")
-        train_echo_tower(make_train_config(cohort, tower_dir, preset="tiny", defaults=ECHO_DEFAULTS, seed=seed,
-                                           cache_dir=cache, workers=2, progress=not as_json))
+        try:
+            train_echo_tower(make_train_config(cohort, tower_dir, preset="tiny", defaults=ECHO_DEFAULTS, seed=seed,
+                                               cache_dir=cache, workers=2, progress=not as_json))
+        except DataError as err:
+            raise DataError(f"{err} (for the demo: delete {workdir} and run it with more --patients, e.g. 240)") from None
 
     if (model_dir / "bundle.json").is_file():
         say(f"[3/5] model: reusing {model_dir}")

@@ -20,11 +20,11 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from e2r.errors import ConfigError, DataError
+from e2r.phenotypes import RELEVANCE_FIELDS  # noqa: F401  (the default fields, re-exported)
 
 log = logging.getLogger(__name__)
 
 # Phenotypes used by the phenotype-aware relevance of the Echo2ECG protocol (LVEF, volumes, walls).
-RELEVANCE_FIELDS = ("lvef", "lvedv", "lvesv", "ivsd", "lvpwd")
 TIE_RULES = ("pessimistic", "index")
 # Elements of (block, G) processed at once; bounds the temporary memory to ~60 MB per block.
 _BLOCK_ELEMENTS = 1 << 21

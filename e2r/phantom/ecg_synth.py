@@ -24,7 +24,6 @@ from scipy import signal as sps
 
 from e2r.phantom.latent import Exam, beat_times
 
-CANONICAL_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
 # Chest leads: horizontal-plane angle (deg from the patient's left toward anterior) and gain
 # (electrodes near the heart see larger potentials; V2-V4 largest).

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from e2r.ecg.leads import CANONICAL_LEADS
+
 US_MULTIFRAME_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.3.1"
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
@@ -19,7 +21,7 @@ EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
 # Lead-name conventions seen in real archives (MIMIC-IV-ECG stores aVF before aVL; PTB-XL and
 # CinC use lower or upper case). Each record uses one, chosen by the cohort generator.
 LEAD_LAYOUTS = {
-    "standard": ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"),
+    "standard": CANONICAL_LEADS,
     "mimic": ("I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6"),
     "lower": ("i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6"),
     "upper": ("I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6"),

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from e2r.ecg.leads import CANONICAL_LEADS
+
 from helpers.dicom import write_us_dicom
 
-LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+LEADS = list(CANONICAL_LEADS)
 
 
 def write_ecg(path_noext: Path, latent: float, rng: np.random.Generator, fs: int = 100) -> None:
