@@ -7,10 +7,11 @@ size first. The stem is a patch embedding (non-overlapping frames x pixels patch
 linear layer, i.e. a Conv3d with kernel = stride) written as reshape + Linear because that runs
 ~5x faster than Conv3d on CPU, where the full-resolution first layer dominates the cost.
 
-Pooling sees motion: the features are averaged over space at each time step, then their mean
-and standard deviation over time are concatenated and projected to the per-video embedding. A
-global average over time and space would throw away how much the heart moves during the clip,
-which is what the ejection fraction measures (measured: see docs/benchmarks.md).
+Pooling sees motion explicitly: the features are averaged over space at each time step, then their
+mean and standard deviation over time are concatenated and projected to the per-video embedding,
+so how much the heart moves during the clip (what the ejection fraction measures) reaches the
+head directly. With the temporal convolutions before it, a plain global average pooled about as
+well on the phantom (docs/benchmarks.md); mean + SD is never worse there and does not rely on them.
 """
 
 from __future__ import annotations
