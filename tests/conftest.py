@@ -1,4 +1,4 @@
-"""Session-wide fixtures: one tiny paired cohort, one untrained tiny model bundle, one store folder.
+"""Session-wide fixtures: one tiny paired cohort and one untrained tiny model bundle.
 
 Each is built once per test session (per xdist worker) in a temporary folder; tests treat them as
 read-only and write their own outputs under tmp_path. Writers of other inputs live in
@@ -28,9 +28,3 @@ def tiny_bundle(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny_bundle") / "model"
     save_untrained_bundle("tiny", 0, path, note="test session model")
     return path
-
-
-@pytest.fixture(scope="session")
-def store_home(tmp_path_factory):
-    """An e2r home folder for an embedded store that tests may share (distinct collection names)."""
-    return tmp_path_factory.mktemp("store_home")

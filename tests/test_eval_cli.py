@@ -124,3 +124,12 @@ def test_quick_benchmark_end_to_end(tmp_path):
     assert "synthetic phantom cohort" in report and "Supervised ECG->phenotype (ceiling)" in report
     assert "Echo tower alone (echo -> echo)" in report
     assert all((out / p).is_file() for p in doc["plots"])
+
+
+def test_a_corrupt_cohort_manifest_is_one_clear_error(tmp_path):
+    cohort = tmp_path / "bench" / "cohort-120p-s0-64px"
+    cohort.mkdir(parents=True)
+    (cohort / "manifest.json").write_text("{not json")
+    result = runner.invoke(app, ["eval", "--benchmark", "--quick", "--workdir", str(tmp_path / "bench"),
+                                 "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "manifest.json: corrupt" in result.output and "Traceback" not in result.output

@@ -59,10 +59,8 @@ def _write_phenotypes(path: Path, uids: list[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("bundle") / "model"
-    save_untrained_bundle("tiny", 0, path)
-    return path
+def bundle(tiny_bundle) -> Path:
+    return tiny_bundle
 
 
 @pytest.fixture()

@@ -264,3 +264,9 @@ def test_cohort_check_report(tmp_path: Path) -> None:
     assert {"sokolow_lyon_cohens_d", "qrs_ms_lvef_lt40_minus_rest", "a4c_a2c_area_change_vs_lvef_spearman",
             "plax_septum_vs_ivsd_spearman", "rv_visible_minus_hidden_spearman"} <= set(names)
     assert report.passed, [f for f in report.figures if not f.passed]
+
+
+def test_a_check_that_measured_nothing_does_not_pass():
+    from e2r.phantom.check import CohortCheck
+
+    assert CohortCheck(out_dir="x", n_ecgs=0, n_videos=0).passed is False
