@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Optional
 
+from e2r.store import open_store
 from e2r.util import DEFAULT_HOME
 from queries.eval.arms import PhenotypePredictions
 from queries.eval.protocol import ARMS, BenchmarkSpec, BenchmarkSteps, run_benchmark
@@ -27,7 +28,7 @@ def run_phantom_benchmark(size: RunSize, seeds: Optional[int], patients: Optiona
                            preset: str, cohort: Optional[Path], workdir: Path, out: Path, data_dir: Optional[Path],
                            qdrant_url: Optional[str], api_key: Optional[str], say, command: str, progress: bool):
     from e2r.presets import get_preset
-    
+
     get_preset(preset)  # PresetError naming the choices, before any work
     n_patients = patients or size.patients
     n_epochs = epochs or size.epochs
@@ -46,7 +47,7 @@ def run_phantom_benchmark(size: RunSize, seeds: Optional[int], patients: Optiona
                               "batch size": get_preset(preset).train.batch_size, "lr": get_preset(preset).train.lr}},
     ).validate()
     cache = workdir / "cache"
-    with _open_store(home, qdrant_url, api_key) as store:
+    with open_store(data_dir=home, url=qdrant_url, api_key=api_key) as store:
         steps = BenchmarkSteps(
             store=store,
             index=_index_step(cohort_dir / "echo", cohort_dir / "phenotypes.csv", store, home, progress),
@@ -76,15 +77,9 @@ def run_model_eval(model: Path, pairs: Path, archive: Optional[Path], phenotypes
         drop_stale_collections=False, data_label=f"your data ({pairs})", synthetic=False,
         context={"command": command, "model_hash": loaded.hash, "archive": str(archive)},
     ).validate()
-    with _open_store(home, qdrant_url, api_key) as store:
+    with open_store(data_dir=home, url=qdrant_url, api_key=api_key) as store:
         steps = BenchmarkSteps(store=store, index=_index_step(archive, phenotypes, store, home, progress))
         return run_benchmark(spec, steps, say)
-
-
-def _open_store(home: Path, url: Optional[str], api_key: Optional[str]):
-    from e2r.store import open_store
-
-    return open_store(url=url, api_key=api_key) if url else open_store(data_dir=home)
 
 
 def _ensure_cohort(cohort: Optional[Path], workdir: Path, patients: int, video_size: int, say) -> tuple[Path, dict]:
