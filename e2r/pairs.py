@@ -27,7 +27,7 @@ class PairRow:
     ecg_path: str
     study_uid: str
     patient_id: str
-    split: str  # lower-cased as written ("" when empty); callers decide what an odd value means
+    split: str  # "train", "val" or "test" (read_pairs refuses anything else)
     line: int   # 1-based line in the CSV, for messages
 
 
@@ -52,6 +52,10 @@ def read_pairs(csv_path: str | Path) -> list[PairRow]:
                                     (rec.get("split") or "").strip().lower(), line))
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise DataError(f"{csv_path}: cannot read the pairs CSV ({err})") from None
+    for r in rows:
+        if r.split not in SPLITS:
+            raise DataError(f"{csv_path}:{r.line}: split {r.split!r} is not one of {', '.join(SPLITS)}; "
+                            "give every row a train/val/test split by patient")
     check_splits(csv_path, rows)
     return rows
 
@@ -65,14 +69,13 @@ def write_pairs(csv_path: str | Path, rows: list[dict]) -> None:
 
 
 def check_splits(csv_path: str | Path, rows: list[PairRow]) -> None:
-    """DataError when a patient or a study appears in two splits (an empty split counts as train)."""
+    """DataError when a patient or a study appears in two splits."""
     by_patient: dict[str, set[str]] = defaultdict(set)
     by_study: dict[str, set[str]] = defaultdict(set)
     for r in rows:
-        split = r.split or "train"
         if r.patient_id:
-            by_patient[r.patient_id].add(split)
-        by_study[r.study_uid].add(split)
+            by_patient[r.patient_id].add(r.split)
+        by_study[r.study_uid].add(r.split)
     for kind, groups in (("patient", by_patient), ("study", by_study)):
         mixed = sorted(k for k, v in groups.items() if len(v) > 1)
         if mixed:

@@ -101,25 +101,28 @@ def read_phenotypes(path: str | Path) -> tuple[dict[str, dict[str, Any]], list[P
         raise DataError(f"{path}: phenotype CSV not found; pass --phenotypes with the CSV described in the README")
     rows: dict[str, dict[str, Any]] = {}
     errors: list[PhenotypeRowError] = []
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or "study_uid" not in reader.fieldnames:
-            raise DataError(f"{path}: no 'study_uid' column; the phenotype CSV needs the columns listed in the README")
-        for line, raw in enumerate(reader, start=2):
-            try:
-                uid = (raw.get("study_uid") or "").strip()
-                if not uid:
-                    raise ValueError("empty study_uid")
-                values: dict[str, Any] = {"study_date": (raw.get("study_date") or "").strip() or None}
-                for field in NUMERIC_FIELDS:
-                    values[field] = _number(raw.get(field), field)
-                rhythm = (raw.get("rhythm") or "").strip()
-                values["rhythm"] = rhythm or None
-                values.update(derive_labels(values))
-                values["patient_id"] = (raw.get("patient_id") or "").strip() or None
-                rows[uid] = values
-            except ValueError as err:
-                errors.append(PhenotypeRowError(line, f"{path}:{line}: {err}"))
+    try:
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None or "study_uid" not in reader.fieldnames:
+                raise DataError(f"{path}: no 'study_uid' column; the phenotype CSV needs the columns listed in the README")
+            for line, raw in enumerate(reader, start=2):
+                try:
+                    uid = (raw.get("study_uid") or "").strip()
+                    if not uid:
+                        raise ValueError("empty study_uid")
+                    values: dict[str, Any] = {"study_date": (raw.get("study_date") or "").strip() or None}
+                    for field in NUMERIC_FIELDS:
+                        values[field] = _number(raw.get(field), field)
+                    rhythm = (raw.get("rhythm") or "").strip()
+                    values["rhythm"] = rhythm or None
+                    values.update(derive_labels(values))
+                    values["patient_id"] = (raw.get("patient_id") or "").strip() or None
+                    rows[uid] = values
+                except ValueError as err:
+                    errors.append(PhenotypeRowError(line, f"{path}:{line}: {err}"))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"{path}: cannot read the phenotype CSV ({err}); save it as UTF-8 CSV") from None
     return rows, errors
 
 

@@ -37,7 +37,7 @@ class IndexConfig:
     model_dir: Path                    # trained model bundle
     phenotypes: Optional[Path] = None  # phenotype CSV keyed by study UID
     collection: str = "echo_studies"
-    salt_path: Optional[Path] = None   # salt for patient-ID hashes (kept outside the index)
+    salt_path: Optional[Path] = None   # salt for patient-ID hashes, kept outside the index (None: $E2R_HOME's)
     shard: Shard = Shard()
     # Decode processes beside the model. Decoding is the bottleneck (bench/bench_index.py, figures
     # in docs/benchmarks.md), so one per core by default.

@@ -36,7 +36,9 @@ def hash_patient_id(patient_id: Optional[str], salt: bytes) -> Optional[str]:
     """Salted SHA-256 of a patient ID (hex, 24 chars), or None when the file has no ID."""
     if not patient_id:
         return None
-    return hashlib.sha256(salt + patient_id.encode("utf-8")).hexdigest()[:24]
+    if not salt:
+        raise ValueError("hash_patient_id needs a salt; patient IDs are never hashed unsalted")
+    return hashlib.sha256(salt + patient_id.encode("utf-8", "surrogateescape")).hexdigest()[:24]
 
 
 def study_fingerprint(study: StudyInfo) -> str:
@@ -66,12 +68,12 @@ def build_payload(
     """
     videos = [study.videos[i] for i in used_videos]
     payload: dict[str, Any] = {
-        "study_uid": study.study_uid,
+        "study_uid": utf8(study.study_uid),
         "patient_hash": hash_patient_id(study.patient_id, salt),
-        "study_date": study_date_int(study.study_date) if study.study_date else None,
+        "study_date": _date_or_none(study.study_date),
         "views": sorted({v.view or "unknown" for v in videos}),
         "n_videos": len(videos),
-        "source_paths": [_relative(Path(v.path), archive_root) for v in videos] if store_paths else None,
+        "source_paths": [utf8(_relative(Path(v.path), archive_root)) for v in videos] if store_paths else None,
         "fingerprint": study_fingerprint(study),
         "model_hash": model_hash,
         "has_phenotypes": phenotypes is not None,
@@ -80,6 +82,22 @@ def build_payload(
         payload[name] = None if phenotypes is None else phenotypes.get(name)
     # The schema leaves unknown values out rather than storing nulls.
     return {k: v for k, v in payload.items() if v is not None}
+
+
+def utf8(text: str) -> str:
+    """Text the store can hold: file names with bytes that are not UTF-8 (a Latin-1 é) come from the
+    OS as surrogate escapes; they are kept as \\xNN escapes instead of failing the whole batch."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _date_or_none(value: str) -> Optional[int]:
+    """The YYYYMMDD integer of a header date, or None when it is empty or not a calendar date."""
+    from e2r.errors import ConfigError
+
+    try:
+        return study_date_int(value) if value else None
+    except ConfigError:
+        return None
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -19,6 +19,7 @@ from typing import Any, Iterator, Optional
 
 from e2r.echo import ArchiveScan, StudyInfo, scan_archive
 from e2r.errors import StoreError
+from e2r.util import DEFAULT_HOME
 from indexer.config import IndexConfig
 from indexer.decode import DecodeJob, DecodedStudy, decode_study
 from indexer.payload import build_payload, load_or_create_salt, study_fingerprint
@@ -90,7 +91,8 @@ def index_archive(cfg: IndexConfig, store: Any, loaded: Any) -> IndexSummary:
     ensure_collection(store, cfg.collection, loaded)
     todo, replaced_ids = _studies_to_index(store, cfg.collection, studies, loaded.hash)
     summary.unchanged = len(studies) - len(todo)
-    salt = load_or_create_salt(cfg.salt_path) if cfg.salt_path else b""
+    # Patient IDs are always hashed with a salt: the config's, else the one of the e2r home.
+    salt = load_or_create_salt(cfg.salt_path or DEFAULT_HOME / "patient_salt")
 
     t_decode_cpu = t_model = t_store = 0.0
     batch: list[tuple[StudyInfo, DecodedStudy]] = []
@@ -106,15 +108,28 @@ def index_archive(cfg: IndexConfig, store: Any, loaded: Any) -> IndexSummary:
         for (study, decoded), vector in zip(batch, vectors):
             payload = build_payload(study, decoded.used, phenotypes.get(study.study_uid), loaded.hash, salt,
                                     cfg.archive, cfg.store_paths)
-            pid = point_id_for(study.study_uid)
-            points.append(Point(id=pid, vector=vector, payload=payload))
-            summary.with_phenotypes += int(payload["has_phenotypes"])
+            points.append((study, decoded, Point(id=point_id_for(study.study_uid), vector=vector, payload=payload)))
+        try:
+            store.upsert(cfg.collection, [p for _, _, p in points])
+            stored = points
+        except StoreError:
+            # One bad point must not lose the batch: store them one by one and record the failures.
+            stored = []
+            for study, decoded, point in points:
+                try:
+                    store.upsert(cfg.collection, [point])
+                    stored.append((study, decoded, point))
+                except StoreError as err:
+                    summary.failed += 1
+                    summary.failed_studies.append((study.study_uid, f"not stored: {err}"))
+                    log.warning("study %s not stored: %s", study.study_uid, err)
+        for _, decoded, point in stored:
+            summary.with_phenotypes += int(point.payload["has_phenotypes"])
             summary.videos_indexed += len(decoded.used)
-            if pid in replaced_ids:
+            if point.id in replaced_ids:
                 summary.replaced += 1
             else:
                 summary.indexed += 1
-        store.upsert(cfg.collection, points)
         t_model += t2 - t1
         t_store += time.perf_counter() - t2
         batch.clear()

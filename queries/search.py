@@ -16,6 +16,7 @@ import numpy as np
 
 from e2r.errors import BundleError, E2RError, StoreError
 from e2r.phenotypes import LABEL_FIELDS, LVEF_CLASSES, NUMERIC_FIELDS
+from e2r.util import one_line
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,11 @@ class Searcher:
         batch_size: int = 64,
         weighting: str = "softmax",
     ) -> Iterator[tuple[str, Optional[SearchResult], Optional[str]]]:
-        """Yield (path, result, error) per ECG; unreadable records give an error, never stop the run."""
+        """Yield (path, result, error) per ECG; unreadable records give an error, never stop the run.
+
+        A reader failure e2r did not name (a bug: every bad input should be an E2RError) is
+        reported as that file's error and logged with its traceback, and the batch goes on.
+        """
         from e2r.encode import encode_ecg
 
         paths = [str(p) for p in ecg_paths]
@@ -154,6 +159,11 @@ class Searcher:
                     pre, info = self._prepare(path)
                 except E2RError as err:
                     yield path, None, str(err)
+                    continue
+                except Exception as err:  # noqa: BLE001  (reported per file, with the traceback in the log)
+                    log.warning("%s: unexpected error while reading", path, exc_info=True)
+                    yield path, None, (f"{path}: unexpected {type(err).__name__} while reading ({one_line(err)}); "
+                                       "this is an e2r bug, please report it with the file")
                     continue
                 ok_paths.append(path)
                 prepared.append(pre)

@@ -71,7 +71,7 @@ def print_json(obj: Any) -> None:
     """Print a JSON document with stable key order (e2r.util.jsonable makes the values plain)."""
     from e2r.util import jsonable
 
-    sys.stdout.write(json.dumps(jsonable(obj), indent=2, sort_keys=False) + "\n")
+    sys.stdout.write(json.dumps(jsonable(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def print_table(rows: list[dict[str, Any]], columns: Optional[list[str]] = None) -> None:

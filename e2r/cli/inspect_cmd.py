@@ -105,14 +105,16 @@ def ecg_report(path: Path) -> dict[str, Any]:
 
 
 def video_report(path: Path) -> dict[str, Any]:
-    """Header of one echo video, after checking its first frame decodes."""
+    """Header of one echo video, after decoding it exactly as `e2r index` does with the default
+    (tiny) preset's settings: "decodes" means the indexer can read it."""
     from e2r.echo import decode_video, read_video_header
+    from e2r.presets import get_preset
 
     info = read_video_header(path)
-    first = decode_video(info, n_frames=1, size=(64, 64), color="grey")
+    clip = decode_video(info, **get_preset("tiny").echo.decode_kwargs())
     return {"kind": "echo", **_video_dict(info),
             "duration_s": info.n_frames * info.frame_time_ms / 1000.0 if info.frame_time_ms else None,
-            "decodes": True, "first_frame_mean": float(first.mean())}
+            "decodes": True, "decoded_frames": int(clip.shape[0]), "first_frame_mean": float(clip[0].mean())}
 
 
 def archive_report(path: Path, workers: int = 1) -> dict[str, Any]:

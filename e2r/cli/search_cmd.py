@@ -56,21 +56,25 @@ def search(
             raise ConfigError(f"{ecg}: {len(paths)} ECGs; batch search needs --out results.jsonl")
         from tqdm import tqdm
 
+        from e2r.util import atomic_write, jsonable
+
         n_ok = n_bad = 0
-        with out.open("w") as fh:
-            for path, result, error in tqdm(
-                searcher.search_many(paths, top_k=top_k, k=k, filter=flt, weighting=weighting),
-                total=len(paths), desc="searching", unit="ecg", disable=as_json,
-            ):
-                line: dict[str, Any] = {"path": path}
-                if error:
-                    n_bad += 1
-                    line["error"] = error
-                    typer.echo(f"skipped: {error}", err=True)
-                else:
-                    n_ok += 1
-                    line.update(result.to_dict())
-                fh.write(json.dumps(line, default=_plain) + "\n")
+        lines: list[str] = []
+        # Written once, complete (atomic_write): a failed run never leaves a partial or empty file.
+        for path, result, error in tqdm(
+            searcher.search_many(paths, top_k=top_k, k=k, filter=flt, weighting=weighting),
+            total=len(paths), desc="searching", unit="ecg", disable=as_json,
+        ):
+            line: dict[str, Any] = {"path": path}
+            if error:
+                n_bad += 1
+                line["error"] = error
+                typer.echo(f"skipped: {error}", err=True)
+            else:
+                n_ok += 1
+                line.update(result.to_dict())
+            lines.append(json.dumps(jsonable(line), allow_nan=False) + "\n")
+        atomic_write(out, lambda fh: fh.write("".join(lines).encode()))
     summary = {"searched": n_ok, "unreadable": n_bad, "out": str(out)}
     if as_json:
         print_json(summary)
@@ -93,10 +97,6 @@ def _ecg_list(path: Path) -> list[str]:
     if path.suffix == ".txt" and path.is_file():
         return [line.strip() for line in path.read_text().splitlines() if line.strip()]
     return [str(path)]
-
-
-def _plain(o: Any) -> Any:
-    return o.item() if hasattr(o, "item") else str(o)
 
 
 def _print_result(result: Any) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from e2r.ecg.record import units_to_mv
+from e2r.ecg.record import check_fs, units_to_mv
 from e2r.util import one_line
 from e2r.ecg.leads import DICOM_LEAD_CODES, canonical_lead, missing_leads, select_leads
 from e2r.errors import ECGReadError
@@ -65,6 +65,15 @@ def read_dicom_waveform(path: Path) -> DicomWaveform:
         raise ECGReadError(
             f"{path}: DICOM file cannot be parsed ({one_line(exc)}); give an intact DICOM ECG"
         ) from exc
+    try:
+        return _read_waveform(path, ds)
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError, OverflowError, NotImplementedError,
+            RecursionError) as exc:  # a missing or malformed element, met while reading the dataset
+        raise ECGReadError(f"{path}: DICOM ECG has a missing or malformed element ({type(exc).__name__}: "
+                           f"{one_line(exc, 120)}); give an intact DICOM 12-lead ECG") from None
+
+
+def _read_waveform(path: Path, ds) -> DicomWaveform:
     if "WaveformSequence" not in ds or not ds.WaveformSequence:
         sop = getattr(ds.get("SOPClassUID"), "name", ds.get("SOPClassUID", "unknown"))
         raise ECGReadError(
@@ -89,9 +98,7 @@ def read_dicom_waveform(path: Path) -> DicomWaveform:
         )
     _, index, shown, matched = best
     item = ds.WaveformSequence[index]
-    fs = float(item.SamplingFrequency)
-    if fs <= 0:
-        raise ECGReadError(f"{path}: DICOM sampling frequency {fs} is not positive; fix the file")
+    fs = check_fs(item.SamplingFrequency, path)
     try:
         data = np.asarray(ds.waveform_array(index), dtype=np.float64)  # (T, C), sensitivity applied
     except Exception as exc:
@@ -106,7 +113,8 @@ def read_dicom_waveform(path: Path) -> DicomWaveform:
             raise ECGReadError(
                 f"{path}: channel {shown[col]!r} has no sensitivity or units; cannot convert it to mV"
             )
-        data[:, col] *= units_to_mv(str(units_seq[0].CodeValue), f"{path} channel {shown[col]!r}")
+        data[:, col] *= units_to_mv(str(units_seq[0].get("CodeValue", "") or ""), f"{path} channel {shown[col]!r}",
+                                    default=None)
     return DicomWaveform(
         signal_mv=data,
         fs=fs,

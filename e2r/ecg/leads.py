@@ -33,10 +33,12 @@ DICOM_LEAD_CODES = {
 }
 
 
-def canonical_lead(name: str) -> tuple[str, float] | None:
+def canonical_lead(name: str | None) -> tuple[str, float] | None:
     """Map a lead name as written in a file to `(canonical name, sign)`, or None if it is not one
     of the 12 standard leads. `sign` is -1.0 for inverted leads written with a leading minus
-    (`-aVR`), else 1.0."""
+    (`-aVR`), else 1.0. A name a reader could not decode (None) is no lead."""
+    if not isinstance(name, str):
+        return None
     s = name.strip().lower()
     sign = 1.0
     if s.startswith("-"):

@@ -19,7 +19,7 @@ from fractions import Fraction
 import numpy as np
 from scipy import linalg, signal as sps
 
-from e2r.ecg.record import ECGRecord
+from e2r.ecg.record import ECGRecord, check_fs
 from e2r.errors import ConfigError
 
 _ALS_REFERENCE_FS = 500.0  # rate at which the paper's ALS lam was chosen (UK Biobank ECGs, 500 Hz)
@@ -249,6 +249,7 @@ def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if fs_in == fs_out:
         return x.copy()
+    check_fs(fs_in, "resample")  # bounds the up-sampling factor, and so the memory it takes
     ratio = Fraction(fs_out).limit_denominator(10_000) / Fraction(fs_in).limit_denominator(10_000)
     ratio = ratio.limit_denominator(1000)  # keeps the polyphase filter short
     return sps.resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)

@@ -20,6 +20,11 @@ log = logging.getLogger(__name__)
 
 WHAT_TO_GIVE = "give a WFDB record (rec, rec.hea, rec.dat or rec.mat) or a DICOM 12-lead ECG"
 
+# What a real ECG can be: a sampling rate in this range (Hz) and at least this much signal (s).
+# Anything else is a broken header, never a rate to guess or a record to pad.
+FS_RANGE = (50.0, 20_000.0)
+MIN_DURATION_S = 1.0
+
 # Scale factor to mV by unit name (WFDB units string or UCUM code in DICOM), lower-cased.
 _TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nv": 1e-6}
 
@@ -43,10 +48,29 @@ class ECGRecord:
         return self.signal.shape[1] / self.fs
 
 
-def units_to_mv(unit: str | None, where: str) -> float:
-    """Factor that converts values in `unit` to mV (WFDB's default unit, mV, when empty).
+def check_fs(fs: float, where: object) -> float:
+    """The sampling rate when it is a finite number in FS_RANGE; ECGReadError naming `where` otherwise."""
+    lo, hi = FS_RANGE
+    try:
+        value = float(fs)
+    except (TypeError, ValueError, OverflowError):
+        value = float("nan")
+    if not (lo <= value <= hi):  # also False for NaN
+        raise ECGReadError(f"{where}: sampling rate {fs!r} Hz is not a real ECG rate ({lo:g}-{hi:g} Hz); "
+                           "fix the file's header")
+    return value
+
+
+def units_to_mv(unit: str | None, where: str, default: str | None = "mV") -> float:
+    """Factor that converts values in `unit` to mV. An empty unit is `default` (the WFDB format
+    defines mV); with default=None (DICOM, which has no default) it is an error, never a guess.
     `where` names the file and signal for the error message."""
-    key = (unit or "mV").strip().lower()
+    if not (unit or "").strip():
+        if default is None:
+            raise ECGReadError(f"{where}: no signal unit; e2r does not guess one (V, mV and uV differ "
+                               "1000x); give the channel's unit in the file")
+        unit = default
+    key = unit.strip().lower()
     if key not in _TO_MV:
         raise ECGReadError(
             f"{where}: unknown signal unit {unit!r}; ECG signals must be in V, mV or uV"
@@ -64,7 +88,8 @@ def build_record(
     notes: tuple[str, ...],
 ) -> ECGRecord:
     """Pick the canonical leads from (T, n_channels) mV data, derive missing limb leads, check
-    that some lead is usable."""
+    the sampling rate (FS_RANGE), the length (MIN_DURATION_S) and that some lead is usable."""
+    check_fs(fs, named)
     selection = select_leads([name or "" for name in match_names])
     missing = missing_leads(selection.channels)
     if missing:
@@ -72,6 +97,9 @@ def build_record(
     n_samples = signal_mv.shape[0]
     if n_samples == 0:
         raise ECGReadError(f"{named}: record has no samples; give a recorded ECG")
+    if n_samples / fs < MIN_DURATION_S:
+        raise ECGReadError(f"{named}: record is {n_samples} samples ({n_samples / fs:.3f} s) long; e2r needs at least "
+                           f"{MIN_DURATION_S:g} s of ECG (the model reads a 10 s window)")
     leads = {
         lead: (signal_mv[:, idx] * sign).astype(np.float32)
         for lead, (idx, sign) in selection.channels.items()

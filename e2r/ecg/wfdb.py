@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from e2r.ecg.leads import missing_leads, select_leads
-from e2r.ecg.record import WHAT_TO_GIVE, ECGRecord, build_record, missing_message, units_to_mv
+from e2r.ecg.record import WHAT_TO_GIVE, ECGRecord, build_record, check_fs, missing_message, units_to_mv
 from e2r.errors import ECGReadError
 from e2r.util import one_line
 
@@ -32,14 +32,18 @@ def read_wfdb(named: Path, header_path: Path) -> ECGRecord:
             f"{header_path}: multi-segment WFDB records are not supported; "
             f"merge the segments into one record (wfdb.rdrecord then wfdb.wrsamp)"
         )
-    names = list(header.sig_name or [])
+    # wfdb gives None for names it cannot parse (empty, non-ASCII, a line cut short): shown as "".
+    names = [n if isinstance(n, str) else "" for n in (header.sig_name or [])]
     if not names or len(names) != header.n_sig:
         raise ECGReadError(
             f"{header_path}: not a complete WFDB header (record line says {header.n_sig} signals, "
             f"{len(names)} signal lines follow); {WHAT_TO_GIVE}"
         )
-    if not header.fs or header.fs <= 0:
-        raise ECGReadError(f"{header_path}: sampling rate {header.fs!r} is not positive; fix the header")
+    # wfdb falls back to 250 Hz when the rate is missing or unreadable; e2r never guesses it.
+    written = check_fs(_written_fs(header_path), header_path)
+    if abs(float(header.fs or 0) - written) > 1e-6 * written:
+        raise ECGReadError(f"{header_path}: the header writes the sampling rate as {_written_fs(header_path)!r} but "
+                           f"wfdb reads {header.fs!r} Hz; write it as a plain number (e.g. 500)")
     if header.sig_len == 0:
         raise ECGReadError(f"{header_path}: record has no samples (length 0); give a recorded ECG")
 
@@ -71,6 +75,24 @@ def read_wfdb(named: Path, header_path: Path) -> ECGRecord:
         named, header.record_name, float(header.fs), tuple(names), match_names, signal_mv,
         selection.notes,
     )
+
+
+def _written_fs(header_path: Path) -> str | None:
+    """The sampling-frequency field as the header's record line writes it (`500`, `500/1000(0)`),
+    or None when the line has no such field."""
+    try:
+        text = header_path.read_bytes().decode("latin-1")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        fields = line.split()
+        if len(fields) < 3:
+            return None
+        return fields[2].split("/")[0].split("(")[0]
+    return None
 
 
 def _check_signal_files(header_path: Path, header, channels: list[int]) -> None:

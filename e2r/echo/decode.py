@@ -113,9 +113,13 @@ def _decode_frames(info: VideoInfo, indices: list[int], mode: str) -> list[np.nd
                 log.debug("%s: %s decoder failed, trying the others", info.path, plugin, exc_info=True)
     except Exception as err:  # decoders raise many types (RuntimeError, ValueError, OSError, ...)
         ts = UID(info.transfer_syntax).name if info.transfer_syntax else "unknown transfer syntax"
+        # Only a missing decoder is fixed by installing one; broken data or headers are not.
+        missing = "no" in str(err).lower() and ("plugin" in str(err).lower() or "decoder" in str(err).lower()
+                                              or "handler" in str(err).lower())
+        advice = ("install a decoder for it (pylibjpeg, pylibjpeg-openjpeg or gdcm)" if missing
+                  else "the pixel data or the header describing it is broken; re-export the file")
         raise DicomReadError(
-            f"{info.path}: pixel data cannot be decoded ({ts}: {one_line(err, 150)}); "
-            "install a decoder for it (pylibjpeg, pylibjpeg-openjpeg or gdcm) or re-export the file.",
+            f"{info.path}: pixel data cannot be decoded ({ts}: {one_line(err, 150)}); {advice}.",
             reason="decode_failed") from None
     if ybr:
         if mode == "grey":

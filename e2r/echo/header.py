@@ -12,6 +12,7 @@ import logging
 import re
 import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -37,6 +38,14 @@ _DICOMDIR_SOP = "1.2.840.10008.1.3.10"
 # of an image that was later downsampled (e.g. pydicom's ybr_color example: 480x640 region, 240x320
 # pixels), and is scaled down by the smallest integer factor that makes it fit.
 _RESCALE_MARGIN = 1.1
+# What pydicom raises on malformed data, when it parses a header or converts a raw value lazily
+# (a deflated syntax over a body that is not deflated, nested sequences without end, a byte flip
+# that turns a VR into one pydicom does not know, ...). Caught at the reader and named; anything
+# else is a programming error and is left to surface.
+_DATA_ERRORS = (EOFError, ValueError, KeyError, TypeError, IndexError, struct.error, OSError, zlib.error,
+                RecursionError, NotImplementedError, OverflowError, UnicodeDecodeError)
+_DEFLATED = "1.2.840.10008.1.2.1.99"
+_MIN_SIDE = 16  # pixels: an echo frame smaller than this is not a usable image
 _MIN_REGION_SIDE = 8
 
 
@@ -92,8 +101,17 @@ def read_video_header(path: str | Path) -> VideoInfo:
         raise DicomReadError(f"{path}: {why}; pass a DICOM echo video.", reason="not_dicom")
 
     ds, pixel_pos = _read_header(path)
+    try:
+        return _video_info(path, ds, size, pixel_pos)
+    except _DATA_ERRORS as err:
+        raise DicomReadError(
+            f"{path}: DICOM header holds a value that cannot be read ({type(err).__name__}: "
+            f"{one_line(err, 120)}); the file is corrupt, re-export it.", reason="corrupt") from None
+
+
+def _video_info(path: Path, ds: Any, size: int, pixel_pos: int) -> VideoInfo:
     _check_kind(path, ds, size, pixel_pos)
-    rows, cols, n_frames = int(ds.Rows), int(ds.Columns), _n_frames(ds)
+    rows, cols, n_frames = _side(path, ds, "Rows"), _side(path, ds, "Columns"), _n_frames(ds)
     ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
     _check_pixel_data(path, ds, ts, size, pixel_pos, rows, cols, n_frames)
     return VideoInfo(
@@ -124,7 +142,7 @@ def _read_header(path: Path) -> tuple[Any, int]:
             warnings.simplefilter("always")
             ds = pydicom.dcmread(f, stop_before_pixels=True, force=True)
             pos = f.tell()
-    except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, struct.error, OSError) as err:
+    except (InvalidDicomError, *_DATA_ERRORS) as err:
         raise DicomReadError(
             f"{path}: DICOM header cannot be parsed ({type(err).__name__}: {one_line(err, 120)}); "
             "the file is corrupt or truncated, re-export it.", reason="corrupt") from None
@@ -171,8 +189,8 @@ def _check_pixel_data(path: Path, ds: Any, ts: str, size: int, pos: int,
                       rows: int, cols: int, n_frames: int) -> None:
     """Check the pixel data element is there and long enough, reading only element/item headers."""
     implicit, little = getattr(ds, "original_encoding", (ts == "1.2.840.10008.1.2", True))
-    if little is False:
-        return  # retired big-endian syntax: leave any problem to the decoder
+    if little is False or ts == _DEFLATED:
+        return  # big-endian or deflated body: file offsets say nothing here; the decoder checks
     implicit = bool(implicit) if implicit is not None else ts in ("", "1.2.840.10008.1.2")
     with open(path, "rb") as f:
         f.seek(pos)
@@ -201,6 +219,11 @@ def _check_pixel_data(path: Path, ds: Any, ts: str, size: int, pos: int,
                     f"{path}: pixel data holds {have} of the {expected} bytes that {n_frames} frames "
                     f"of {rows}x{cols} need (truncated or corrupt); re-copy or re-export the file.",
                     reason="corrupt")
+            if length > expected + 1:  # one pad byte makes an odd length even
+                raise DicomReadError(
+                    f"{path}: pixel data holds {length} bytes but {n_frames} frames of {rows}x{cols} need "
+                    f"{expected} (the header does not describe the pixels); re-export the file.",
+                    reason="corrupt")
             return
         _check_fragments(path, f, start, size, n_frames)
 
@@ -227,6 +250,20 @@ def _check_fragments(path: Path, f: Any, start: int, size: int, n_frames: int) -
                              reason="corrupt")
 
 
+def _side(path: Path, ds: Any, tag: str) -> int:
+    """Rows or Columns as one whole number of at least _MIN_SIDE pixels; DicomReadError otherwise."""
+    value = ds.get(tag)
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise DicomReadError(f"{path}: {tag} is {value!r}, not one number of pixels; the file is corrupt, "
+                             "re-export it.", reason="corrupt") from None
+    if n < _MIN_SIDE:
+        raise DicomReadError(f"{path}: {tag} is {n}; an echo video needs at least {_MIN_SIDE} pixels per side "
+                             "(the header is corrupt or this is not an image).", reason="corrupt")
+    return n
+
+
 def _n_frames(ds: Any) -> int:
     try:
         return int(ds.get("NumberOfFrames", 1) or 1)
@@ -235,8 +272,18 @@ def _n_frames(ds: Any) -> int:
 
 
 def _date(value: Any) -> str:
+    """A StudyDate as YYYYMMDD when it is a calendar date, else "" (e.g. the "00000000" some
+    scanners write): a date the index cannot store is no date."""
+    import datetime as dt
+
     s = str(value or "").strip()
-    return s if re.fullmatch(r"\d{8}", s) else ""
+    if not re.fullmatch(r"\d{8}", s):
+        return ""
+    try:
+        dt.date(int(s[:4]), int(s[4:6]), int(s[6:]))
+    except ValueError:
+        return ""
+    return s
 
 
 def _frame_time_ms(ds: Any) -> Optional[float]:
@@ -270,8 +317,16 @@ def _region(ds: Any, rows: int, cols: int) -> Optional[tuple[int, int, int, int]
     Regions far outside the image in both directions are scaled down (see `_RESCALE_MARGIN`);
     others are clipped. A region left smaller than a few pixels is dropped (centre crop is used).
     """
+    from pydicom.sequence import Sequence
+
     boxes = []
-    for item in ds.get("SequenceOfUltrasoundRegions", None) or []:
+    regions = ds.get("SequenceOfUltrasoundRegions", None)
+    if regions is not None and not isinstance(regions, Sequence):
+        log.debug("SequenceOfUltrasoundRegions is not a sequence (%s); centre crop", type(regions).__name__)
+        regions = None
+    for item in regions or []:
+        if not hasattr(item, "get"):
+            continue
         try:
             box = tuple(int(item.get(t)) for t in ("RegionLocationMinX0", "RegionLocationMinY0",
                                                     "RegionLocationMaxX1", "RegionLocationMaxY1"))

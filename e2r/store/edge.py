@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
@@ -42,7 +43,7 @@ from e2r.store.base import (
 )
 from e2r.store.filters import Condition, Filter
 from e2r.store.lock import StoreLock
-from e2r.util import atomic_write
+from e2r.util import atomic_write, one_line
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +169,8 @@ class EdgeStore(VectorStore):
         shard, dim = self._shard(name), self.dim(name)
         check_dims(name, points, dim)
         for start in range(0, len(points), _UPSERT_CHUNK):
-            batch = [qe.Point(p.id, p.vector, p.payload) for p in points[start:start + _UPSERT_CHUNK]]
-            with _edge_errors(f"writing to collection {name!r}"):
+            with _edge_errors(f"writing to collection {name!r}"):  # the engine converts the payload too
+                batch = [qe.Point(p.id, p.vector, p.payload) for p in points[start:start + _UPSERT_CHUNK]]
                 shard.update(qe.UpdateOperation.upsert_points(batch))
         if points:
             self._dirty.add(name)
@@ -248,12 +249,19 @@ class EdgeStore(VectorStore):
                 kb = self._shards[name].info().points_count * self.dim(name) * 4 / 1024
                 if kb >= self._sidecar(name).get("indexing_threshold_kb", DEFAULT_INDEXING_THRESHOLD_KB):
                     self.optimize(name)
-            for shard in self._shards.values():
-                shard.flush()
-                shard.close()
         finally:
+            # Every shard is flushed and closed even when indexing one of them failed.
+            errors = []
+            for shard in self._shards.values():
+                try:
+                    shard.flush()
+                    shard.close()
+                except Exception as err:  # noqa: BLE001  (the engine's own type; re-raised below as StoreError)
+                    errors.append(err)
             self._shards.clear()
             self._lock.release()
+            if errors and sys.exc_info()[0] is None:  # an optimize error in flight is the one to report
+                raise StoreError(f"closing the store at {self.location}: {one_line(errors[0])}") from errors[0]
 
     # -- helpers -----------------------------------------------------------------------------
     def _check_open(self) -> None:
