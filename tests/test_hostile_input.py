@@ -291,3 +291,28 @@ def test_a_batch_search_never_stops_and_never_leaves_a_partial_file(tmp_path, ti
     monkeypatch.setattr(Searcher, "search_many", dies)
     runner.invoke(app, ["search", str(ecgs), "--out", str(out), "--data-dir", str(home)])
     assert out.read_text() == previous  # the interrupted run left the old results in place
+
+
+def test_a_valid_deflated_video_reads_and_a_fake_one_is_named(tmp_path):
+    import pydicom
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    from e2r.echo import decode_video, read_video_header
+
+    path = _echo(tmp_path)
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    deflated = tmp_path / "deflated.dcm"
+    ds.save_as(deflated, enforce_file_format=True)
+    info = read_video_header(deflated)
+    assert decode_video(info, n_frames=4, size=(16, 16)).shape == (4, 16, 16)
+    # a header that claims deflate over a body that is not deflated
+    raw = bytearray(path.read_bytes())
+    uid = b"1.2.840.10008.1.2.1\x00"
+    at = raw.find(uid)
+    assert at > 0
+    fake = tmp_path / "fake.dcm"
+    fake.write_bytes(bytes(raw[:at]) + b"1.2.840.10008.1.2.1.99" + bytes(raw[at + len(uid) + 3:]))
+    with pytest.raises(DicomReadError) as err:
+        read_video_header(fake)
+    assert err.value.reason == "corrupt"

@@ -19,6 +19,7 @@ from e2r.util import one_line
 log = logging.getLogger(__name__)
 
 _COLORS = {"grey": "grey", "gray": "grey", "rgb": "rgb"}
+_DEFLATED = "1.2.840.10008.1.2.1.99"
 _JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 
 
@@ -96,13 +97,16 @@ def _decode_frames(info: VideoInfo, indices: list[int], mode: str) -> list[np.nd
     ybr = info.photometric in ("YBR_FULL", "YBR_FULL_422")
     plugins = ["pillow", ""] if info.transfer_syntax == _JPEG_BASELINE else [""]
     try:
-        if info.photometric == "PALETTE COLOR":
+        if info.photometric == "PALETTE COLOR" or info.transfer_syntax == _DEFLATED:
+            # Palette colour needs the LUT; a deflated body must be inflated by dcmread first
+            # (frame-wise decoding reads the file as stored). Both decode the whole video.
             import pydicom
 
             ds = pydicom.dcmread(info.path)
-            arr = px.apply_color_lut(ds.pixel_array, ds)
-            arr = arr if arr.ndim == 4 else arr[None]
-            return [arr[i] for i in indices]
+            arr = ds.pixel_array
+            if info.photometric == "PALETTE COLOR":
+                arr = px.apply_color_lut(arr, ds)
+            return [np.asarray(arr[i]) for i in indices]  # (F, H, W[, 3]): videos have >= 2 frames
         for k, plugin in enumerate(plugins):
             try:
                 frames = list(px.iter_pixels(info.path, indices=indices, raw=ybr, decoding_plugin=plugin))
