@@ -106,6 +106,11 @@ def build_record(
         if lead in CANONICAL_LEADS
     }
     signal, derived = assemble_12_lead(leads, n_samples)
+    with np.errstate(invalid="ignore"):
+        too_big = ~(np.abs(signal) <= 1e4)  # mV; NaN marks a missing sample and passes
+    if (too_big & ~np.isnan(signal)).any():
+        raise ECGReadError(f"{named}: signal values beyond +/-10 V (an absurd gain or sensitivity in the header, "
+                           "or the wrong unit); fix the header")
     warnings, usable = lead_quality_warnings(signal)
     if usable == 0:
         raise ECGReadError(

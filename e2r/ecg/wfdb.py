@@ -40,6 +40,7 @@ def read_wfdb(named: Path, header_path: Path) -> ECGRecord:
             f"{len(names)} signal lines follow); {WHAT_TO_GIVE}"
         )
     # wfdb falls back to 250 Hz when the rate is missing or unreadable; e2r never guesses it.
+    _check_written_fields(header_path, header, names)
     written = check_fs(_written_fs(header_path), header_path)
     if abs(float(header.fs or 0) - written) > 1e-6 * written:
         raise ECGReadError(f"{header_path}: the header writes the sampling rate as {_written_fs(header_path)!r} but "
@@ -56,6 +57,10 @@ def read_wfdb(named: Path, header_path: Path) -> ECGRecord:
         idx: units_to_mv(header.units[idx] if header.units else None, f"{header_path} signal {names[idx]!r}")
         for idx in channels
     }
+    for idx in channels:
+        gain = (header.adc_gain or [None] * len(names))[idx]
+        if gain is not None and not math.isfinite(float(gain)):
+            raise ECGReadError(f"{header_path}: signal {names[idx]!r} has gain {gain!r}, not a number; fix the header")
     _check_signal_files(header_path, header, channels)
     try:
         record = wfdb.rdrecord(base, channels=channels, physical=True, return_res=64)
@@ -77,22 +82,39 @@ def read_wfdb(named: Path, header_path: Path) -> ECGRecord:
     )
 
 
-def _written_fs(header_path: Path) -> str | None:
-    """The sampling-frequency field as the header's record line writes it (`500`, `500/1000(0)`),
-    or None when the line has no such field."""
+def _header_lines(header_path: Path) -> list[list[str]]:
+    """The record line and signal lines of a WFDB header, split into fields (comments dropped)."""
     try:
         text = header_path.read_bytes().decode("latin-1")
     except OSError:
+        return []
+    return [line.split() for line in (raw.strip() for raw in text.splitlines()) if line and not line.startswith("#")]
+
+
+def _written_fs(header_path: Path) -> str | None:
+    """The sampling-frequency field as the record line writes it (`500`, `500/1000(0)`), or None."""
+    lines = _header_lines(header_path)
+    if not lines or len(lines[0]) < 3:
         return None
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        fields = line.split()
-        if len(fields) < 3:
-            return None
-        return fields[2].split("/")[0].split("(")[0]
-    return None
+    return lines[0][2].split("/")[0].split("(")[0]
+
+
+def _check_written_fields(header_path: Path, header, names: list[str]) -> None:
+    """What wfdb reads silently past: a sample count that is not a number (it then reads the whole
+    file) and a unit it cannot parse (it then says mV). Both are named errors here."""
+    lines = _header_lines(header_path)
+    if lines and len(lines[0]) >= 4:
+        count = lines[0][3]
+        if not count.isdigit():
+            raise ECGReadError(f"{header_path}: the record line gives {count!r} as the number of samples; "
+                               "write a whole number (or leave the field out)")
+    for idx, fields in enumerate(lines[1:1 + len(names)]):
+        if len(fields) >= 3 and "/" in fields[2]:
+            written = fields[2].split("/", 1)[1]
+            read = (header.units[idx] if header.units and idx < len(header.units) else None) or ""
+            if written.strip() != read.strip():
+                raise ECGReadError(f"{header_path}: signal {idx + 1}'s unit {written!r} cannot be read "
+                                   f"(wfdb reads {read!r}); write V, mV or uV")
 
 
 def _check_signal_files(header_path: Path, header, channels: list[int]) -> None:

@@ -9,6 +9,7 @@ can count what it skipped.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import struct
 import warnings
@@ -43,7 +44,8 @@ _RESCALE_MARGIN = 1.1
 # that turns a VR into one pydicom does not know, ...). Caught at the reader and named; anything
 # else is a programming error and is left to surface.
 _DATA_ERRORS = (EOFError, ValueError, KeyError, TypeError, IndexError, struct.error, OSError, zlib.error,
-                RecursionError, NotImplementedError, OverflowError, UnicodeDecodeError)
+                RecursionError, NotImplementedError, OverflowError, UnicodeDecodeError,
+                MemoryError)  # a flipped length (e.g. big-endian over a little-endian body) asks for GBs
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 _MIN_SIDE = 16  # pixels: an echo frame smaller than this is not a usable image
 _MIN_REGION_SIDE = 8
@@ -265,10 +267,14 @@ def _side(path: Path, ds: Any, tag: str) -> int:
 
 
 def _n_frames(ds: Any) -> int:
-    try:
-        return int(ds.get("NumberOfFrames", 1) or 1)
-    except (TypeError, ValueError):
+    """NumberOfFrames; 1 when absent; DicomReadError-worthy values (2.5, abc) raise ValueError."""
+    raw = ds.get("NumberOfFrames", 1)
+    if raw in (None, ""):
         return 1
+    value = float(str(raw).strip())
+    if not value.is_integer() or value < 0:
+        raise ValueError(f"NumberOfFrames {raw!r} is not a whole number of frames")
+    return int(value)
 
 
 def _date(value: Any) -> str:
@@ -291,9 +297,9 @@ def _frame_time_ms(ds: Any) -> Optional[float]:
     def num(v: Any) -> Optional[float]:
         try:
             f = float(v)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return None
-        return f if f > 0 else None
+        return f if math.isfinite(f) and f > 0 else None
 
     if (ft := num(ds.get("FrameTime"))) is not None:
         return ft
@@ -303,8 +309,8 @@ def _frame_time_ms(ds: Any) -> Optional[float]:
     vector = ds.get("FrameTimeVector")
     if vector is not None:
         try:
-            deltas = [float(v) for v in list(vector)[1:] if float(v) > 0]
-        except (TypeError, ValueError):
+            deltas = [d for d in (float(v) for v in list(vector)[1:]) if math.isfinite(d) and d > 0]
+        except (TypeError, ValueError, OverflowError):
             deltas = []
         if deltas:
             return sum(deltas) / len(deltas)
