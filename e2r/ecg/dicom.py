@@ -65,10 +65,12 @@ def read_dicom_waveform(path: Path) -> DicomWaveform:
         raise ECGReadError(
             f"{path}: DICOM file cannot be parsed ({one_line(exc)}); give an intact DICOM ECG"
         ) from exc
+    from pydicom.errors import BytesLengthException
+
     try:
         return _read_waveform(path, ds)
     except (AttributeError, KeyError, IndexError, TypeError, ValueError, OverflowError, NotImplementedError,
-            RecursionError) as exc:  # a missing or malformed element, met while reading the dataset
+            RecursionError, MemoryError, BytesLengthException) as exc:  # a missing or malformed element
         raise ECGReadError(f"{path}: DICOM ECG has a missing or malformed element ({type(exc).__name__}: "
                            f"{one_line(exc, 120)}); give an intact DICOM 12-lead ECG") from None
 

@@ -40,11 +40,11 @@ def read_wfdb(named: Path, header_path: Path) -> ECGRecord:
             f"{len(names)} signal lines follow); {WHAT_TO_GIVE}"
         )
     # wfdb falls back to 250 Hz when the rate is missing or unreadable; e2r never guesses it.
-    _check_written_fields(header_path, header, names)
     written = check_fs(_written_fs(header_path), header_path)
     if abs(float(header.fs or 0) - written) > 1e-6 * written:
         raise ECGReadError(f"{header_path}: the header writes the sampling rate as {_written_fs(header_path)!r} but "
                            f"wfdb reads {header.fs!r} Hz; write it as a plain number (e.g. 500)")
+    _check_written_fields(header_path, header, names)
     if header.sig_len == 0:
         raise ECGReadError(f"{header_path}: record has no samples (length 0); give a recorded ECG")
 
@@ -108,6 +108,9 @@ def _check_written_fields(header_path: Path, header, names: list[str]) -> None:
         if not count.isdigit():
             raise ECGReadError(f"{header_path}: the record line gives {count!r} as the number of samples; "
                                "write a whole number (or leave the field out)")
+        if header.sig_len != int(count):  # wfdb did not parse the record line as written
+            raise ECGReadError(f"{header_path}: the record line {' '.join(lines[0])!r} cannot be read as "
+                               "written (wfdb reads a different length); fix the line")
     for idx, fields in enumerate(lines[1:1 + len(names)]):
         if len(fields) >= 3 and "/" in fields[2]:
             written = fields[2].split("/", 1)[1]

@@ -47,6 +47,13 @@ _DATA_ERRORS = (EOFError, ValueError, KeyError, TypeError, IndexError, struct.er
                 RecursionError, NotImplementedError, OverflowError, UnicodeDecodeError,
                 MemoryError)  # a flipped length (e.g. big-endian over a little-endian body) asks for GBs
 _DEFLATED = "1.2.840.10008.1.2.1.99"
+
+
+def _pydicom_errors() -> tuple[type[BaseException], ...]:
+    """_DATA_ERRORS plus pydicom's own data exceptions (imported when a file is read)."""
+    from pydicom.errors import BytesLengthException, InvalidDicomError
+
+    return (InvalidDicomError, BytesLengthException, *_DATA_ERRORS)
 _MIN_SIDE = 16  # pixels: an echo frame smaller than this is not a usable image
 _MIN_REGION_SIDE = 8
 
@@ -105,7 +112,7 @@ def read_video_header(path: str | Path) -> VideoInfo:
     ds, pixel_pos = _read_header(path)
     try:
         return _video_info(path, ds, size, pixel_pos)
-    except _DATA_ERRORS as err:
+    except _pydicom_errors() as err:
         raise DicomReadError(
             f"{path}: DICOM header holds a value that cannot be read ({type(err).__name__}: "
             f"{one_line(err, 120)}); the file is corrupt, re-export it.", reason="corrupt") from None
@@ -137,14 +144,13 @@ def _video_info(path: Path, ds: Any, size: int, pixel_pos: int) -> VideoInfo:
 def _read_header(path: Path) -> tuple[Any, int]:
     """Parse everything before the pixel data; return the dataset and the pixel data offset."""
     import pydicom
-    from pydicom.errors import InvalidDicomError
 
     try:
         with open(path, "rb") as f, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             ds = pydicom.dcmread(f, stop_before_pixels=True, force=True)
             pos = f.tell()
-    except (InvalidDicomError, *_DATA_ERRORS) as err:
+    except _pydicom_errors() as err:
         raise DicomReadError(
             f"{path}: DICOM header cannot be parsed ({type(err).__name__}: {one_line(err, 120)}); "
             "the file is corrupt or truncated, re-export it.", reason="corrupt") from None
