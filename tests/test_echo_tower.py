@@ -129,19 +129,27 @@ def test_alignment_freezes_the_tower_and_records_it(cohort, tower, tmp_path):
     assert list((tmp_path / "cache").glob("viewemb-*.npy")), "tower embeddings are computed once and cached"
 
 
-def test_index_refuses_a_model_aligned_to_another_tower(cohort, tower, tmp_path):
-    from dataclasses import replace
-
+@pytest.fixture(scope="module")
+def aligned(cohort, tower, tmp_path_factory):
+    """A model aligned for one epoch to the module's tower (loaded bundle)."""
     from e2r.bundle import load_model
-    from e2r.store import open_store
-    from indexer.pipeline import ensure_collection
     from trainer.align import train
 
     out, _ = tower
-    cfg = make_train_config(cohort, tmp_path / "model", epochs=1, batch_size=4, min_pairs=4, progress=False,
-                            cache_dir=str(tmp_path / "cache"), echo_encoder=str(out))
+    root = tmp_path_factory.mktemp("aligned")
+    cfg = make_train_config(cohort, root / "model", epochs=1, batch_size=4, min_pairs=4, progress=False,
+                            cache_dir=str(root / "cache"), echo_encoder=str(out))
     train(cfg, preset=PRESET)
-    loaded = load_model(tmp_path / "model")
+    return load_model(root / "model")
+
+
+def test_index_refuses_a_model_aligned_to_another_tower(aligned, tmp_path):
+    from dataclasses import replace
+
+    from e2r.store import open_store
+    from indexer.pipeline import ensure_collection
+
+    loaded = aligned
     with open_store(tmp_path / "home") as store:
         ensure_collection(store, "c", loaded)
         assert store.get_metadata("c")["echo_tower_hash"] == loaded.echo_tower_hash
@@ -184,20 +192,14 @@ def test_motion_pooling_concatenates_temporal_mean_and_std():
     assert not torch.allclose(a, b, atol=1e-4)
 
 
-def test_search_refuses_a_model_aligned_to_another_tower(cohort, tower, tmp_path):
+def test_search_refuses_a_model_aligned_to_another_tower(aligned, tmp_path):
     from dataclasses import replace
 
-    from e2r.bundle import load_model
     from e2r.store import open_store
     from indexer.pipeline import ensure_collection
     from queries.search import Searcher
-    from trainer.align import train
 
-    out, _ = tower
-    cfg = make_train_config(cohort, tmp_path / "model", epochs=1, batch_size=4, min_pairs=4, progress=False,
-                            cache_dir=str(tmp_path / "cache"), echo_encoder=str(out))
-    train(cfg, preset=PRESET)
-    loaded = load_model(tmp_path / "model")
+    loaded = aligned
     with open_store(tmp_path / "home") as store:
         ensure_collection(store, "c", loaded)
         Searcher(store, "c", model=loaded)  # the model it was built with: accepted
