@@ -40,11 +40,13 @@ def read_wfdb(named: Path, header_path: Path) -> ECGRecord:
             f"{len(names)} signal lines follow); {WHAT_TO_GIVE}"
         )
     # wfdb falls back to 250 Hz when the rate is missing or unreadable; e2r never guesses it.
-    written = check_fs(_written_fs(header_path), header_path)
+    lines = _header_lines(header_path)  # the header as written, beside wfdb's reading of it
+    written_fs = _written_fs(lines)
+    written = check_fs(written_fs, header_path)
     if abs(float(header.fs or 0) - written) > 1e-6 * written:
-        raise ECGReadError(f"{header_path}: the header writes the sampling rate as {_written_fs(header_path)!r} but "
+        raise ECGReadError(f"{header_path}: the header writes the sampling rate as {written_fs!r} but "
                            f"wfdb reads {header.fs!r} Hz; write it as a plain number (e.g. 500)")
-    _check_written_fields(header_path, header, names)
+    _check_written_fields(header_path, lines, header, names)
     if header.sig_len == 0:
         raise ECGReadError(f"{header_path}: record has no samples (length 0); give a recorded ECG")
 
@@ -91,18 +93,16 @@ def _header_lines(header_path: Path) -> list[list[str]]:
     return [line.split() for line in (raw.strip() for raw in text.splitlines()) if line and not line.startswith("#")]
 
 
-def _written_fs(header_path: Path) -> str | None:
+def _written_fs(lines: list[list[str]]) -> str | None:
     """The sampling-frequency field as the record line writes it (`500`, `500/1000(0)`), or None."""
-    lines = _header_lines(header_path)
     if not lines or len(lines[0]) < 3:
         return None
     return lines[0][2].split("/")[0].split("(")[0]
 
 
-def _check_written_fields(header_path: Path, header, names: list[str]) -> None:
+def _check_written_fields(header_path: Path, lines: list[list[str]], header, names: list[str]) -> None:
     """What wfdb reads silently past: a sample count that is not a number (it then reads the whole
     file) and a unit it cannot parse (it then says mV). Both are named errors here."""
-    lines = _header_lines(header_path)
     if lines and len(lines[0]) >= 4:
         count = lines[0][3]
         if not count.isdigit():
