@@ -7,6 +7,7 @@ the time goes (decode vs model vs store), for 0 and 1 decode worker processes.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -19,7 +20,9 @@ def main() -> None:
     ap.add_argument("--patients", type=int, default=200)
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--cohort", type=Path, default=None, help="reuse an existing phantom cohort folder")
+    ap.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
     args = ap.parse_args()
+    rows = []
 
     from e2r.bundle import load_model
     from e2r.phantom import write_cohort
@@ -46,6 +49,10 @@ def main() -> None:
                               salt_path=home / "salt", workers=workers, progress=False)
             s = index_archive(cfg, store, loaded)
         wall = s.seconds["embed_loop_wall"]
+        rows.append({"workers": workers, "studies": s.indexed, "videos": s.videos_indexed, "studies_per_s": s.indexed / wall,
+                     "load": os.getloadavg()[0], **{f"{k}_s": v for k, v in s.seconds.items()}})
+        if args.out:
+            args.out.write_text(json.dumps({"rows": rows}, indent=1))
         print(f"{workers:>7} {s.indexed:>7} {s.videos_indexed:>6} {s.indexed / wall:>9.2f} {s.videos_indexed / wall:>8.2f} "
               f"{s.seconds['scan']:>6.1f} {s.seconds['decode_cpu']:>12.1f} {s.seconds['model']:>7.1f} "
               f"{s.seconds['store']:>7.1f} {s.seconds['total']:>6.1f}", flush=True)

@@ -6,12 +6,17 @@ The store is filled with synthetic study vectors (a Gaussian mixture of 50 clust
 clustered like real embeddings) with phenotype payloads, because timing does not depend on what
 the vectors mean; the ECG side is real: a WFDB record read, preprocessed and encoded by the model.
 
-    python bench/bench_search.py [--sizes 10000 100000] [--presets tiny base] [--queries 50]
+    python bench/bench_search.py [--sizes 10000 100000] [--presets tiny base] [--queries 50] [--out r.json]
+
+"store" is a search's whole store step: one search_batch call (the top-k neighbours and the k
+labelled voters); `--importtime` also writes the top cumulative entries of `python -X importtime -m
+e2r search` (what a cold process spends importing).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -22,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test_search.write_ecg
 
 
 def fill_store(store, name: str, loaded, n: int, seed: int = 0) -> None:
@@ -60,7 +66,10 @@ def main() -> None:
     ap.add_argument("--presets", nargs="+", default=["tiny", "base"])
     ap.add_argument("--queries", type=int, default=50)
     ap.add_argument("--batch", type=int, default=200, help="ECGs in the batch-throughput run")
+    ap.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
+    ap.add_argument("--importtime", action="store_true", help="record the top import times of `e2r search`")
     args = ap.parse_args()
+    results: dict = {"rows": [], "load_start": os.getloadavg()[0]}
 
     import torch
 
@@ -95,24 +104,44 @@ def main() -> None:
                 t0 = time.perf_counter()
                 done = sum(1 for _ in searcher.search_many([ecg] * args.batch, top_k=10, k=50))
                 eps = done / (time.perf_counter() - t0)
+            results["rows"].append({"preset": preset, "n": n, "batch_ecg_per_s": eps, "load": os.getloadavg()[0],
+                                    **{f"{k}_p50_ms": pct(v, 50) for k, v in rows.items()},
+                                    **{f"{k}_p95_ms": pct(v, 95) for k, v in rows.items()}})
             cells = [f"{pct(rows[k], 50):.1f}/{pct(rows[k], 95):.1f}" for k in ("read_preprocess", "encode", "store_query", "knn", "total")]
             print(f"{preset:6} {n:>7} {cells[0]:>17} {cells[1]:>15} {cells[2]:>14} {cells[3]:>12} {cells[4]:>17} {eps:>11.1f}", flush=True)
 
         # One `e2r search` process from start to printed answer (largest size, this preset).
         home = work / f"home-{preset}-{args.sizes[-1]}"
-        walls = []
-        for _ in range(3):
+        cmd = [sys.executable, "-m", "e2r", "search", str(ecg), "--data-dir", str(home)]
+        walls, helps = [], []
+        for _ in range(3):  # interleaved, so both see the same load
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "e2r", "search", str(ecg), "--data-dir", str(home)],
-                           check=True, capture_output=True)
+            subprocess.run(cmd, check=True, capture_output=True)
             walls.append(time.perf_counter() - t0)
-        print(f"  one `e2r search` process ({preset}, {args.sizes[-1]} studies): median {statistics.median(walls):.2f} s over 3 runs")
-    walls = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "e2r", "--help"], check=True, capture_output=True)
-        walls.append(time.perf_counter() - t0)
-    print(f"`e2r --help`: median {statistics.median(walls):.2f} s")
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "e2r", "--help"], check=True, capture_output=True)
+            helps.append(time.perf_counter() - t0)
+        results.setdefault("process", {})[preset] = {"search_s": statistics.median(walls), "help_s": statistics.median(helps),
+                                                     "n": args.sizes[-1], "load": os.getloadavg()[0]}
+        print(f"  one `e2r search` process ({preset}, {args.sizes[-1]} studies): median {statistics.median(walls):.2f} s "
+              f"over 3 runs; `e2r --help` {statistics.median(helps):.2f} s", flush=True)
+        if args.importtime and "importtime" not in results:
+            results["importtime"] = import_top(cmd)
+            for name, ms in results["importtime"]:
+                print(f"    importtime {ms:8.0f} ms  {name}")
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1))
+
+
+def import_top(cmd: list[str], n: int = 12) -> list[tuple[str, float]]:
+    """The n largest cumulative import times (ms) of a command, from `python -X importtime`."""
+    proc = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], capture_output=True, text=True, check=True)
+    found = []
+    for line in proc.stderr.splitlines():
+        parts = line.split("|")
+        if line.startswith("import time:") and len(parts) == 3 and parts[1].strip().isdigit():
+            found.append((parts[2].rstrip(), int(parts[1]) / 1000))
+    return sorted(found, key=lambda x: -x[1])[:n]
 
 
 def _write_bundle(path: Path, preset: str) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from e2r.echo import StudyInfo, decode_video
+from e2r.echo import StudyInfo, VideoInfo, decode_video
 from e2r.errors import DicomReadError
 
 
@@ -19,10 +19,12 @@ class DecodeJob:
     job_index: int
     paths: tuple[str, ...]
     decode_kwargs: dict[str, Any]  # e2r.presets.EchoEncoderConfig.decode_kwargs()
+    # The scan's headers of those videos, so a worker does not parse each header a second time.
+    videos: tuple[VideoInfo, ...] = ()
 
     @classmethod
     def for_study(cls, job_index: int, study: StudyInfo, echo_cfg: Any) -> "DecodeJob":
-        return cls(job_index, tuple(v.path for v in study.videos), echo_cfg.decode_kwargs())
+        return cls(job_index, tuple(v.path for v in study.videos), echo_cfg.decode_kwargs(), tuple(study.videos))
 
 
 @dataclass
@@ -40,7 +42,7 @@ def decode_study(job: DecodeJob) -> DecodedStudy:
     out = DecodedStudy(job.job_index)
     for i, path in enumerate(job.paths):
         try:
-            frames = decode_video(path, **job.decode_kwargs)
+            frames = decode_video(job.videos[i] if job.videos else path, **job.decode_kwargs)
         except DicomReadError as err:
             out.errors.append((path, str(err)))
             continue

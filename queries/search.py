@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 
 #: Payload fields shown for each neighbour, in table order.
 SHOWN_PHENOTYPES = ("lvef", "lvedv", "lvesv", "ivsd", "lvpwd", "lv_mass", "la_volume", "rv_diameter")
+# What the store sends back per hit: the neighbours' shown fields, and the voters' vote inputs
+# (e2r.metrics.knn.label_arrays); never source_paths or anything else a result does not show.
+_NEIGHBOUR_FIELDS = ("study_uid", "study_date", "views", "n_videos", *NUMERIC_FIELDS, "rhythm", *LABEL_FIELDS)
+_VOTER_FIELDS = ("lvef", "lvh", "ivsd", "lvpwd")
 
 
 @dataclass(frozen=True)
@@ -176,17 +180,18 @@ class Searcher:
 
     def _query(self, vector: np.ndarray, info: dict[str, Any], top_k: int, k: int, filter: Any,
                weighting: str, timings: dict[str, float]) -> SearchResult:
-        from e2r.store import Condition, Filter
+        from e2r.store import Condition, Filter, SearchRequest
         from e2r.metrics.knn import knn_estimate
 
         t0 = time.perf_counter()
-        hits = self.store.search(self.collection, vector, top_k=top_k, filter=filter)
+        # "Labelled" = carries an LVEF class; the schema leaves unknown fields out of the payload.
+        labelled_filter = Filter(must=(*(filter.must if filter else ()), Condition("lvef_class", "any", list(LVEF_CLASSES))))
+        # The neighbours and the labelled voters in one engine call (one round trip to a server).
+        hits, labelled = self.store.search_batch(self.collection, vector, [
+            SearchRequest(top_k, filter, _NEIGHBOUR_FIELDS), SearchRequest(k, labelled_filter, _VOTER_FIELDS)])
         if not hits and filter is None:
             # Checked here rather than with count(), which costs a second at 100k studies.
             raise StoreError(f"collection {self.collection!r} is empty; index an archive into it with `e2r index`")
-        # "Labelled" = carries an LVEF class; the schema leaves unknown fields out of the payload.
-        labelled_filter = Filter(must=(*(filter.must if filter else ()), Condition("lvef_class", "any", list(LVEF_CLASSES))))
-        labelled = self.store.search(self.collection, vector, top_k=k, filter=labelled_filter)
         t1 = time.perf_counter()
         notes = [] if hits else ["no study matches the filter"]
         if len(labelled) < k:

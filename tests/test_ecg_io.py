@@ -346,3 +346,40 @@ def test_bad_truncated_dicom_waveform(tmp_path):
 
 def test_bad_folder(tmp_path):
     assert "is a folder" in _error(tmp_path)
+
+
+@pytest.mark.parametrize("fmt", ["16", "212"])
+def test_signal_read_from_the_parsed_header_equals_wfdb_rdrecord(tmp_path, fmt):
+    """read_wfdb reads the signals from the header it already parsed (numpy for format 16,
+    wfdb's own segment reader otherwise): the values are wfdb.rdrecord's exactly, NaNs included."""
+    from e2r.ecg.wfdb import _read_signals
+
+    truth = synthetic_ecg(500, 3.0, seed=9)
+    truth["V2"] = truth["V2"].copy()
+    truth["V2"][10:20] = np.nan
+    base = write_record(tmp_path, "eq", {n: truth[n] for n in CANONICAL_LEADS}, 500, fmt=fmt)
+    channels = [0, 2, 5, 7, 11]
+    expected = wfdb.rdrecord(str(base), channels=channels, physical=True, return_res=64).p_signal
+    got = _read_signals(wfdb.rdheader(str(base)), str(base), channels).p_signal
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_plain_headers_are_read_as_wfdb_reads_them(tmp_path):
+    """The plain-header reader (no wfdb/pandas import on a search) gives wfdb.rdheader's fields for
+    every header it accepts (real records and ones written here); other headers go to wfdb."""
+    from e2r.ecg.wfdb import _header_lines, _plain_header
+
+    written = [write_record(tmp_path, f"w{fmt}", synthetic_ecg(500, 1.0, seed=1), 500, fmt=fmt).with_suffix(".hea")
+               for fmt in ("16", "212")]
+    accepted = 0
+    for header_path in [*_real_headers(), *written]:
+        plain = _plain_header(_header_lines(header_path), header_path.stem)
+        if plain is None:
+            continue
+        accepted += 1
+        ref = wfdb.rdheader(str(header_path.with_suffix("")))
+        for name in ("record_name", "n_sig", "fs", "sig_len", "file_name", "fmt", "byte_offset", "adc_gain",
+                     "baseline", "units", "sig_name"):
+            assert getattr(plain, name) == getattr(ref, name), (header_path, name)
+    assert accepted >= 2
+    assert _plain_header(_header_lines(written[1]), "w212") is None  # format 212: wfdb reads it

@@ -115,6 +115,52 @@ def test_als_matches_the_papers_sparse_solver():
     np.testing.assert_allclose(_als_baseline(y, lam, p, n_iter), z, atol=1e-8)
 
 
+@pytest.mark.parametrize("fs_in, fs_out, seconds", [
+    (500, 100, 10), (250, 100, 10), (1000, 100, 3), (100, 250, 4), (360, 250, 5), (500, 250, 0.01), (257, 100, 2)])
+def test_numpy_resampler_equals_scipy_resample_poly(fs_in, fs_out, seconds):
+    """e2r's resampler (numpy, so a search need not import scipy.signal) is resample_poly to 1e-12."""
+    from scipy.signal import resample_poly
+    from e2r.ecg.preprocess import _ratio
+
+    x = spiky_ecg(fs_in, seconds, seed=4)
+    r = _ratio(fs_in, fs_out)
+    expected = resample_poly(x, r.numerator, r.denominator, axis=-1)
+    np.testing.assert_allclose(resample(x, fs_in, fs_out), expected, rtol=0, atol=1e-12)
+
+
+def test_als_all_leads_in_one_banded_solve_equals_one_solve_per_lead():
+    """The block-diagonal solve (all leads at once) is the per-lead solve to 1e-9 mV."""
+    x = spiky_ecg(100.0, 10.0, seed=3) + np.cumsum(np.random.default_rng(1).normal(size=(12, 1000)), 1) * 0.01
+    lam = 1e7 * (100 / 500) ** 4
+    per_lead = np.stack([_als_baseline(row, lam, 0.3, 5) for row in x])
+    np.testing.assert_allclose(_als_baseline(x, lam, 0.3, 5), per_lead, rtol=0, atol=1e-9)
+
+
+def _preprocess_reference(record: ECGRecord, cfg: ECGPreprocessConfig) -> np.ndarray:
+    """e2r 0.2's order: resample the whole record, crop, ..., ALS one lead at a time."""
+    x = resample(fill_nan(record.signal, cfg.nan_fill), record.fs, cfg.fs)
+    x, _, _ = fix_window(x, cfg.n_samples, cfg.crop)
+    x = robust_clip(filter_noise(x, cfg.fs, cfg.notch_hz, cfg.lowpass_hz), cfg.clip, cfg.clip_k, cfg.clip_quantile)
+    lam = cfg.als_lam * (cfg.fs / 500.0) ** 4
+    x = np.stack([row - _als_baseline(row, lam, cfg.als_p, cfg.als_iter) for row in x])
+    x = normalise_lead_groups(x, cfg.normalise, cfg.lead_groups)
+    return fix_window(x, cfg.n_samples, cfg.crop)[0].astype(np.float32)
+
+
+@pytest.mark.parametrize("fs_in, seconds", [(500.0, 10.0), (500.0, 60.0), (250.0, 30.0), (1000.0, 12.0), (360.0, 20.0)])
+@pytest.mark.parametrize("fs_model", [100.0, 250.0])
+def test_preprocess_at_the_models_rate_matches_the_previous_order(fs_in, seconds, fs_model):
+    """Only the window (+ the resampling filter's reach) is resampled, and the ALS baseline runs
+    at the model's rate for all leads at once: the output equals e2r 0.2's (resample the whole
+    record, one lead at a time) within 1e-5 (z-scored units; float32 output), and says the same."""
+    x = spiky_ecg(fs_in, seconds, seed=2) + np.linspace(0, 1.5, int(fs_in * seconds))  # wander
+    record = make_record(x, fs_in)
+    cfg = ECGPreprocessConfig(fs=fs_model)
+    out = preprocess_ecg(record, cfg)
+    np.testing.assert_allclose(out.signal, _preprocess_reference(record, cfg), rtol=0, atol=1e-5)
+    assert out.cropped_s == pytest.approx(max(0.0, seconds - 10.0), abs=1 / fs_model)
+
+
 def test_filter_noise_notch_and_lowpass():
     fs = 500.0
     x = np.stack([sine(10, fs, 4) + sine(50, fs, 4, 0.3) + sine(150, fs, 4, 0.3)])

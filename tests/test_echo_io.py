@@ -152,22 +152,104 @@ def test_colour_decodes_to_rgb_and_luma(tmp_path, kind):
 
 
 def test_jpeg_grey_decodes_only_sampled_frames(tmp_path, monkeypatch):
-    import pydicom.pixels
+    import e2r.echo.decode as dec
 
     p = write_us_dicom(tmp_path / "j.dcm", _ramp_video(12), jpeg=True)
     info = read_video_header(p)
-    assert info.transfer_syntax == "1.2.840.10008.1.2.4.50"
-    asked = []
-    real = pydicom.pixels.iter_pixels
+    assert info.transfer_syntax == "1.2.840.10008.1.2.4.50" and info.pixel_data_offset is not None
+    decoded = []
+    real = dec._jpeg_grey
 
-    def spy(src, **kw):
-        asked.append(list(kw.get("indices") or []))
-        return real(src, **kw)
+    def spy(data, rows, cols, scale):
+        decoded.append(scale)
+        return real(data, rows, cols, scale)
 
-    monkeypatch.setattr(pydicom.pixels, "iter_pixels", spy)
+    monkeypatch.setattr(dec, "_jpeg_grey", spy)
     out = decode_video(info, n_frames=3, size=(8, 8), stride=4)
-    assert asked == [[0, 4, 8]]
+    assert decoded == [1, 1, 1]  # frames 0, 4, 8 only (24 px -> 8 px: 1/2 would leave 12 < 2 x 8)
     assert np.abs(out.mean(axis=(1, 2)) - [0, 40, 80]).max() < 3
+
+
+def _texture_video(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Smooth speckle-like frames (what JPEG and resizing treat like an echo image)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (n, h // 8, w // 8), dtype=np.uint8)
+    return np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BICUBIC)) for f in small])
+
+
+def _generic(monkeypatch, *args, **kw):
+    """decode_video through pydicom's decoders (today's path before the direct JPEG one)."""
+    import e2r.echo.decode as dec
+
+    with monkeypatch.context() as m:
+        m.setattr(dec, "_jpeg_direct", lambda info, mode: False)
+        return decode_video(*args, **kw)
+
+
+def _full_scale(monkeypatch, *args, **kw):
+    """decode_video through the direct JPEG path, never in draft mode."""
+    import e2r.echo.decode as dec
+
+    with monkeypatch.context() as m:
+        m.setattr(dec, "_draft_scale", lambda box, size: 1)
+        return decode_video(*args, **kw)
+
+
+@pytest.mark.parametrize("region", [None, (10, 6, 120, 90)])
+def test_direct_jpeg_decode_equals_pydicoms_at_full_scale(tmp_path, monkeypatch, region):
+    """Frame bytes decoded by Pillow directly (and cropped/padded for the whole stack at once)
+    give exactly the pixels of pydicom's iter_pixels + per-frame crop/resize."""
+    p = write_us_dicom(tmp_path / "t.dcm", _texture_video(20, 128, 128), jpeg=True, region=region)
+    kw = dict(n_frames=16, size=(64, 64), fps=16.0, color="grey")
+    np.testing.assert_array_equal(_full_scale(monkeypatch, p, **kw), _generic(monkeypatch, p, **kw))
+
+
+def test_direct_jpeg_decode_of_ybr_colour_takes_the_luma_exactly(monkeypatch):
+    p = _ybr_path()
+    kw = dict(n_frames=8, size=(112, 112), fps=15.0, color="grey")
+    np.testing.assert_array_equal(_full_scale(monkeypatch, p, **kw), _generic(monkeypatch, p, **kw))
+
+
+def test_draft_scale_only_where_no_output_resolution_is_lost():
+    from e2r.echo.decode import _draft_scale
+
+    assert _draft_scale((0, 0, 127, 127), (64, 64)) == 1  # the phantom's 128 px frames: full scale
+    assert _draft_scale((0, 0, 255, 255), (64, 64)) == 2
+    assert _draft_scale((0, 0, 799, 599), (112, 112)) == 2  # 800 px: 400 >= 2 x 112, 200 is not
+    assert _draft_scale((0, 0, 799, 599), (224, 224)) == 1
+    assert _draft_scale((0, 0, 1023, 767), (64, 64)) == 8
+
+
+@pytest.mark.parametrize("h, w, size, region", [(480, 640, (112, 112), None), (600, 800, (64, 64), (80, 40, 719, 559)),
+                                               (256, 256, (64, 64), None), (768, 1024, (64, 64), None)])
+def test_draft_mode_decode_matches_full_scale_within_tolerance(tmp_path, monkeypatch, h, w, size, region):
+    """Decoding at 1/2-1/8 scale (libjpeg DCT scaling) then resizing, against decoding at full
+    scale then resizing: mean absolute difference <= 1.5 grey levels, 99th percentile <= 6."""
+    from e2r.echo.decode import _draft_scale
+
+    p = write_us_dicom(tmp_path / "big.dcm", _texture_video(6, h, w, seed=1), jpeg=True, region=region)
+    info = read_video_header(p)
+    assert _draft_scale(info.region or (0, 0, w - 1, h - 1), size) > 1
+    kw = dict(n_frames=4, size=size, stride=1, color="grey")
+    fast = decode_video(p, **kw).astype(int)
+    full = _generic(monkeypatch, p, **kw).astype(int)
+    diff = np.abs(fast - full)
+    assert diff.mean() <= 1.5 and np.percentile(diff, 99) <= 6, (diff.mean(), np.percentile(diff, 99))
+
+
+def test_stack_crop_resize_equals_the_per_frame_one():
+    from e2r.echo.decode import _crop_resize, _crop_resize_all
+
+    frames = _texture_video(3, 96, 128)
+    for box in ((0, 0, 127, 95), (5, 7, 100, 60), (30, 0, 60, 95)):
+        for size in ((64, 64), (48, 80)):
+            expected = np.stack([_crop_resize(f, box, size, "grey") for f in frames])
+            np.testing.assert_array_equal(_crop_resize_all(frames, box, size, "grey"), expected)
+    rgb = np.stack([frames] * 3, axis=-1)
+    np.testing.assert_array_equal(_crop_resize_all(rgb, (5, 7, 100, 60), (32, 32), "rgb"),
+                                  np.stack([_crop_resize(f, (5, 7, 100, 60), (32, 32), "rgb") for f in rgb]))
 
 
 def test_real_echo_cine_decodes():

@@ -19,6 +19,7 @@ import pytest
 
 from e2r.errors import ConfigError, StoreError
 from e2r.store import (
+    STUDY_INDEXED_SCHEMA,
     STUDY_PAYLOAD_SCHEMA,
     Condition,
     Filter,
@@ -100,7 +101,7 @@ def test_create_list_and_duplicates(store):
     assert store.collection_exists("echo") and not store.collection_exists("nope")
     assert store.list_collections() == ["echo", "other"]
     assert store.dim("echo") == 16 and store.count("echo") == 0
-    assert store.payload_schema("echo") == STUDY_PAYLOAD_SCHEMA
+    assert store.payload_schema("echo") == STUDY_INDEXED_SCHEMA
     assert store.payload_schema("other") == {}
     with pytest.raises(StoreError, match="already exists"):
         store.create_collection("echo", 16, {})
@@ -443,3 +444,76 @@ def test_point_ids_are_deterministic():
     assert point_id_for("1.2.3") == "{}".format(point_id_for("1.2.3")).lower()
     with pytest.raises(StoreError):
         point_id_for("")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_search_batch_is_the_searches_it_holds_with_only_the_fields_asked(tmp_path, backend):
+    from e2r.store import SearchRequest
+
+    pts = make_points(300, seed=5)
+    with open_store(tmp_path / backend, backend=backend) as store:
+        store.create_collection("c", 16, {}, TEST_SCHEMA)
+        store.upsert("c", pts)
+        query = np.random.default_rng(6).standard_normal(16)
+        flt = parse_filter(["lvef<40"])
+        top, voters, none = store.search_batch("c", query, [SearchRequest(5), SearchRequest(7, flt, ("lvef",)),
+                                                            SearchRequest(0)])
+        assert [h.id for h in top] == [h.id for h in store.search("c", query, 5)]
+        assert [h.payload for h in top] == [h.payload for h in store.search("c", query, 5)]
+        assert [h.id for h in voters] == [h.id for h in store.search("c", query, 7, flt)]
+        assert all(set(h.payload) == {"lvef"} and h.payload["lvef"] < 40 for h in voters) and none == []
+
+
+def test_edge_index_settings_are_the_collections_and_a_rerun_with_others_changes_nothing(tmp_path):
+    """Settings are fixed when a collection is created and kept in its sidecar: a store opened
+    with other settings (a changed default, a re-run of `e2r index`) reads, writes and searches
+    the collection as it was made; upserting the same points again leaves the same count."""
+    from e2r.store.edge import EdgeStore, IndexSettings
+
+    pts = make_points(1500, dim=32, seed=7)
+    with EdgeStore(tmp_path / "store", indexing_threshold_kb=64, index_settings=IndexSettings(m=8, ef_construct=32)) as s:
+        s.create_collection("c", 32, {}, {"lvef": "float"})
+        s.upsert("c", pts)
+    quant = IndexSettings(quantization="int8", vectors_on_disk=True, m=24)
+    with EdgeStore(tmp_path / "store", indexing_threshold_kb=64, index_settings=quant) as s:
+        assert json.loads((tmp_path / "store/collections/c/collection.json").read_text())["index"]["m"] == 8
+        s.upsert("c", pts)
+        assert s.count("c") == 1500
+        query = pts[11].vector
+        assert s.search("c", query, 1)[0].id == pts[11].id
+        s.create_collection("q", 32, {}, {})  # new collections get the store's settings
+        s.upsert("q", pts)
+    with EdgeStore(tmp_path / "store") as s:
+        assert IndexSettings.from_sidecar(s._sidecar("q")) == quant
+        assert s.count("q") == 1500 and s.search("q", pts[3].vector, 1)[0].id == pts[3].id
+
+
+def test_edge_collection_of_a_store_without_index_settings_opens_with_qdrants_defaults(tmp_path):
+    """A collection written before index settings existed (no "index" key) opens and searches."""
+    from e2r.store.edge import EdgeStore, IndexSettings
+
+    pts = make_points(50, seed=8)
+    with EdgeStore(tmp_path / "store") as s:
+        s.create_collection("c", 16, {"model_hash": "h"}, TEST_SCHEMA)
+        s.upsert("c", pts)
+    sidecar = tmp_path / "store/collections/c/collection.json"
+    old = json.loads(sidecar.read_text())
+    del old["index"]
+    sidecar.write_text(json.dumps(old))
+    with EdgeStore(tmp_path / "store") as s:
+        assert IndexSettings.from_sidecar(s._sidecar("c")) == IndexSettings()
+        assert s.search("c", pts[0].vector, 1)[0].id == pts[0].id
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_filters_on_unindexed_fields_are_exact(tmp_path, backend):
+    """Only STUDY_INDEXED_SCHEMA is indexed by default; a filter on any other field still holds."""
+    pts = make_points(200, seed=9)
+    with open_store(tmp_path / backend, backend=backend) as store:
+        store.create_collection("c", 16, {})  # default indexes: not lvh, not rhythm
+        store.upsert("c", pts)
+        query = np.random.default_rng(10).standard_normal(16)
+        for expr in (["lvh=1"], ["rhythm=af", "lvef<50"]):
+            flt = parse_filter(expr)
+            ids, _, _ = exact_topk(pts, query, 10, flt)
+            assert [h.id for h in store.search("c", query, 10, flt)] == ids

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
-from scipy import linalg, signal as sps
+from scipy import linalg
 
 from e2r.ecg.record import ECGRecord, check_fs
 from e2r.errors import ConfigError
@@ -154,28 +154,39 @@ def robust_clip(x: np.ndarray, mode: str = "quantile", k: float = 4.0, quantile:
 
 
 def _als_baseline(y: np.ndarray, lam: float, p: float, n_iter: int) -> np.ndarray:
-    """Asymmetric least squares baseline (Eilers & Boelens 2005): minimise
+    """Asymmetric least squares baseline (Eilers & Boelens 2005) of each row of y (L, n): minimise
     sum w (y - z)^2 + lam * sum (second difference of z)^2, reweighting w by the sign of y - z.
-    The system is symmetric pentadiagonal, so solve it as a banded matrix."""
-    n = y.size
-    # Banded upper form of lam * D'D, D the (n-2, n) second-difference matrix.
+
+    Each row's system is symmetric pentadiagonal. The rows are solved as one banded system of
+    L * n unknowns whose bands are cut between rows (block diagonal), so an iteration is one
+    LAPACK call for all leads instead of one per lead; the blocks are the per-row systems, so the
+    result is the per-row solution (to float rounding).
+    """
+    one_row = y.ndim == 1
+    y = np.atleast_2d(y)
+    rows, n = y.shape
+    # Banded lower form of lam * D'D per row, D the (n-2, n) second-difference matrix
+    # (LAPACK's lower band solve is ~1.5x faster here than the upper one).
     d0 = np.full(n, 6.0)
     d0[[0, -1]] = 1.0
     d0[[1, -2]] = 5.0
-    d1 = np.full(n - 1, -4.0)
-    d1[[0, -1]] = -2.0
-    d2 = np.ones(n - 2)
-    bands = np.zeros((3, n))
-    bands[0, 2:] = lam * d2
-    bands[1, 1:] = lam * d1
-    w = np.ones(n)
-    z = y
+    d1 = np.full(n, -4.0)  # d1[j] couples j and j+1; d1[-1] would reach into the next row
+    d1[[0, -2]] = -2.0
+    d1[-1] = 0.0
+    d2 = np.ones(n)  # d2[j] couples j and j+2
+    d2[-2:] = 0.0
+    bands = np.zeros((3, rows * n))
+    bands[1] = np.tile(lam * d1, rows)
+    bands[2] = np.tile(lam * d2, rows)
+    diag = np.tile(lam * d0, rows)
+    flat = y.reshape(-1)
+    w = np.ones(rows * n)
+    z = flat
     for _ in range(n_iter):
-        ab = bands.copy()
-        ab[2] = lam * d0 + w
-        z = linalg.solveh_banded(ab, w * y, check_finite=False)
-        w = np.where(y > z, p, 1.0 - p)
-    return z
+        bands[0] = diag + w
+        z = linalg.solveh_banded(bands, w * flat, lower=True, check_finite=False)
+        w = np.where(flat > z, p, 1.0 - p)
+    return z if one_row else z.reshape(rows, n)
 
 
 def remove_baseline(
@@ -195,8 +206,10 @@ def remove_baseline(
         return x.copy()
     if mode == "als":
         lam = als_lam * (fs / _ALS_REFERENCE_FS) ** 4
-        return np.stack([row - _als_baseline(row, lam, als_p, als_iter) for row in x])
+        return x - _als_baseline(x, lam, als_p, als_iter)
     if mode == "highpass":
+        from scipy import signal as sps  # ~1.5 s to import: only where a filter is asked for
+
         sos = sps.butter(2, cutoff_hz, btype="highpass", fs=fs, output="sos")
         return sps.sosfiltfilt(sos, x, axis=-1, padlen=min(x.shape[-1] - 1, int(3 * fs)))
     raise ValueError(f"unknown baseline mode {mode!r}")
@@ -207,8 +220,10 @@ def filter_noise(
 ) -> np.ndarray:
     """Optional mains notch (quality factor 30) and zero-phase 4th-order low-pass."""
     x = np.asarray(x, dtype=np.float64)
-    if x.shape[-1] < 16:
+    if x.shape[-1] < 16 or not (notch_hz or lowpass_hz):
         return x.copy()
+    from scipy import signal as sps  # ~1.5 s to import: only where a filter is asked for
+
     if notch_hz:
         b, a = sps.iirnotch(notch_hz, 30.0, fs=fs)
         x = sps.filtfilt(b, a, x, axis=-1, padlen=min(x.shape[-1] - 1, 3 * max(len(a), len(b))))
@@ -244,15 +259,73 @@ def normalise_lead_groups(
     return out
 
 
+def _ratio(fs_in: float, fs_out: float) -> Fraction:
+    ratio = Fraction(fs_out).limit_denominator(10_000) / Fraction(fs_in).limit_denominator(10_000)
+    return ratio.limit_denominator(1000)  # keeps the polyphase filter short
+
+
+def resampled_length(n_in: int, fs_in: float, fs_out: float) -> int:
+    """Samples `resample` returns for n_in input samples (resample_poly: ceil(n_in * up / down))."""
+    if fs_in == fs_out:
+        return n_in
+    r = _ratio(fs_in, fs_out)
+    return -(-n_in * r.numerator // r.denominator)
+
+
+def resample_reach(n_out: int, fs_in: float, fs_out: float) -> int:
+    """Input samples that determine the first n_out resampled ones: their span plus the polyphase
+    filter's half-length (resample_poly: 10 * max(up, down) taps at the up-sampled rate), plus 2."""
+    r = _ratio(fs_in, fs_out)
+    up, down = r.numerator, r.denominator
+    return -(-n_out * down // up) + -(-10 * max(up, down) // up) + 2
+
+
 def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
-    """Polyphase resampling along the last axis (scipy.signal.resample_poly) from fs_in to fs_out."""
+    """Polyphase resampling along the last axis from fs_in to fs_out: scipy.signal.resample_poly's
+    filter and output (Kaiser-windowed sinc, beta 5, half-length 10 * max(up, down)), in numpy,
+    because importing scipy.signal costs a search process ~1.5 s."""
     x = np.asarray(x, dtype=np.float64)
     if fs_in == fs_out:
         return x.copy()
     check_fs(fs_in, "resample")  # bounds the up-sampling factor, and so the memory it takes
-    ratio = Fraction(fs_out).limit_denominator(10_000) / Fraction(fs_in).limit_denominator(10_000)
-    ratio = ratio.limit_denominator(1000)  # keeps the polyphase filter short
-    return sps.resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)
+    ratio = _ratio(fs_in, fs_out)
+    return _resample_poly(x, ratio.numerator, ratio.denominator)
+
+
+def _resample_poly(x: np.ndarray, up: int, down: int) -> np.ndarray:
+    """resample_poly(x, up, down, axis=-1) with zero padding, computing only the kept outputs."""
+    if up == down:
+        return x.copy()
+    n_in = x.shape[-1]
+    n_out = -(-n_in * up // down)
+    max_rate = max(up, down)
+    half_len = 10 * max_rate
+    taps = np.arange(2 * half_len + 1) - half_len
+    h = np.sinc(taps / max_rate) / max_rate * np.kaiser(2 * half_len + 1, 5.0)  # scipy's firwin
+    h = h / h.sum() * up
+    n_pre_pad = down - half_len % down
+    h = np.concatenate([np.zeros(n_pre_pad), h])
+    first = (half_len + n_pre_pad) // down
+    rows = x.reshape(-1, n_in)
+    if up <= 4:
+        # Zero-insert, full convolution, keep every down-th output (upfirdn's definition).
+        upsampled = np.zeros((rows.shape[0], (n_in - 1) * up + 1))
+        upsampled[:, ::up] = rows
+        keep = slice(first * down, (first + n_out - 1) * down + 1, down)
+        out = np.stack([np.convolve(row, h)[keep] for row in upsampled])
+        if out.shape[-1] < n_out:  # the filter's tail ran past the end: zeros, as upfirdn pads
+            out = np.pad(out, ((0, 0), (0, n_out - out.shape[-1])))
+        return out.reshape(*x.shape[:-1], n_out)
+    # Large up factors (e.g. 360 -> 250 Hz is 25/36): output k is sum_m x[m] h[k*down - m*up],
+    # so per output only the ceil(len(h) / up) taps that meet a real sample, not a zero.
+    t = (first + np.arange(n_out)) * down  # (n_out,)
+    per = -(-len(h) // up)
+    m = t[:, None] // up - np.arange(per)[None, :]  # (n_out, per) input indices
+    k = t[:, None] - m * up  # tap indices
+    valid = (m >= 0) & (m < n_in) & (k < len(h))
+    weights = np.where(valid, h[np.minimum(k, len(h) - 1)], 0.0)
+    lead = rows[:, np.clip(m, 0, n_in - 1)]  # (rows, n_out, per)
+    return np.einsum("rop,op->ro", lead, weights).reshape(*x.shape[:-1], n_out)
 
 
 def fix_window(x: np.ndarray, n: int, crop: str = "start") -> tuple[np.ndarray, int, int]:
@@ -282,12 +355,20 @@ def preprocess_ecg(record: ECGRecord, cfg: ECGPreprocessConfig) -> PreprocessedE
     notes.extend(record.warnings)
 
     x = fill_nan(record.signal, cfg.nan_fill)
+    cropped = 0
     if record.fs != cfg.fs:
+        n_resampled = resampled_length(x.shape[-1], record.fs, cfg.fs)
+        if cfg.crop == "start" and n_resampled > n:
+            # Only the window is kept: resample the window plus the filter's reach, not the record
+            # (a polyphase output sample depends on input samples within its half-length only).
+            x = x[..., :min(x.shape[-1], resample_reach(n, record.fs, cfg.fs))]
+            cropped = n_resampled - n
         x = resample(x, record.fs, cfg.fs)
         notes.append(f"resampled {record.fs:g} Hz -> {cfg.fs:g} Hz")
-    cropped = 0
     if x.shape[-1] > n:
-        x, cropped, _ = fix_window(x, n, cfg.crop)
+        x, more, _ = fix_window(x, n, cfg.crop)
+        cropped = cropped or more
+    if cropped:
         notes.append(f"cropped {cropped / cfg.fs:.2f} s, kept the {cfg.crop} {cfg.window_s:g} s")
     x = filter_noise(x, cfg.fs, cfg.notch_hz, cfg.lowpass_hz)
     x = robust_clip(x, cfg.clip, cfg.clip_k, cfg.clip_quantile)

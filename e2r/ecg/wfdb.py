@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -18,20 +21,13 @@ _WFDB_BITS = {"8": 8, "80": 8, "16": 16, "61": 16, "160": 16, "24": 24, "32": 32
 
 def read_wfdb(named: Path, header_path: Path) -> ECGRecord:
     """Read the record whose header is `header_path` (`named`: the path the user gave)."""
-    import wfdb  # imported here so that importing e2r.ecg stays light
-
     base = str(header_path.with_suffix(""))
-    try:
-        header = wfdb.rdheader(base)
-    except Exception as exc:  # wfdb raises many types for malformed headers
-        raise ECGReadError(
-            f"{header_path}: not a valid WFDB header ({one_line(exc)}); {WHAT_TO_GIVE}"
-        ) from exc
-    if isinstance(header, wfdb.MultiRecord):
-        raise ECGReadError(
-            f"{header_path}: multi-segment WFDB records are not supported; "
-            f"merge the segments into one record (wfdb.rdrecord then wfdb.wrsamp)"
-        )
+    lines = _header_lines(header_path)  # the header as written, beside wfdb's reading of it
+    # The common, plainly written header (what ECG carts and MIMIC write) is read here: wfdb's
+    # parser and its pandas import are most of a search's read time. Anything else goes to wfdb.
+    header = _plain_header(lines, header_path.stem)
+    if header is None:
+        header = _wfdb_header(header_path, base)
     # wfdb gives None for names it cannot parse (empty, non-ASCII, a line cut short): shown as "".
     names = [n if isinstance(n, str) else "" for n in (header.sig_name or [])]
     if not names or len(names) != header.n_sig:
@@ -40,7 +36,6 @@ def read_wfdb(named: Path, header_path: Path) -> ECGRecord:
             f"{len(names)} signal lines follow); {WHAT_TO_GIVE}"
         )
     # wfdb falls back to 250 Hz when the rate is missing or unreadable; e2r never guesses it.
-    lines = _header_lines(header_path)  # the header as written, beside wfdb's reading of it
     written_fs = _written_fs(lines)
     written = check_fs(written_fs, header_path)
     if abs(float(header.fs or 0) - written) > 1e-6 * written:
@@ -65,7 +60,7 @@ def read_wfdb(named: Path, header_path: Path) -> ECGRecord:
             raise ECGReadError(f"{header_path}: signal {names[idx]!r} has gain {gain!r}, not a number; fix the header")
     _check_signal_files(header_path, header, channels)
     try:
-        record = wfdb.rdrecord(base, channels=channels, physical=True, return_res=64)
+        record = _read_signals(header, base, channels)
     except Exception as exc:
         raise ECGReadError(
             f"{header_path}: cannot read the signal data ({one_line(exc)}); "
@@ -82,6 +77,144 @@ def read_wfdb(named: Path, header_path: Path) -> ECGRecord:
         named, header.record_name, float(header.fs), tuple(names), match_names, signal_mv,
         selection.notes,
     )
+
+
+def _wfdb_header(header_path: Path, base: str):
+    """wfdb's reading of a header, with its failures as one-line ECGReadErrors."""
+    import wfdb  # imported here so that importing e2r.ecg stays light
+
+    try:
+        header = wfdb.rdheader(base)
+    except Exception as exc:  # wfdb raises many types for malformed headers
+        raise ECGReadError(
+            f"{header_path}: not a valid WFDB header ({one_line(exc)}); {WHAT_TO_GIVE}"
+        ) from exc
+    if isinstance(header, wfdb.MultiRecord):
+        raise ECGReadError(
+            f"{header_path}: multi-segment WFDB records are not supported; "
+            f"merge the segments into one record (wfdb.rdrecord then wfdb.wrsamp)"
+        )
+    return header
+
+
+_INT = re.compile(r"^-?\d+$")
+_NUMBER = re.compile(r"^\d+(\.\d+)?$")
+# format 16 (optionally x1 sample per frame, +byte offset), gain(baseline)/units, as wrsamp and most carts write them.
+_FORMAT = re.compile(r"^16(x1)?(\+(\d+))?$")
+_GAIN = re.compile(r"^(\d+(\.\d*)?)\((-?\d+)\)/([A-Za-z]+)$")
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass
+class _PlainHeader:
+    """The fields of a wfdb.Record header that read_wfdb uses, for a plainly written header."""
+
+    record_name: str
+    n_sig: int
+    fs: float
+    sig_len: int
+    file_name: list[str]
+    fmt: list[str]
+    byte_offset: list[Optional[int]]
+    adc_gain: list[float]
+    baseline: list[int]
+    units: list[str]
+    sig_name: list[str]
+    samps_per_frame: list[int] = field(default_factory=list)
+    skew: list[int] = field(default_factory=list)
+
+
+def _plain_header(lines: list[list[str]], stem: str) -> Optional[_PlainHeader]:
+    """The header when every line has the plain form (record line `name n fs length [time date]`;
+    signal lines `file 16[x1][+offset] gain(baseline)/units res zero init checksum block name`, one
+    signal file, names one ASCII word), read as wfdb reads it; None for anything else."""
+    if not lines or len(lines[0]) < 4:
+        return None
+    name, n_sig, fs, sig_len = lines[0][:4]
+    if name != stem or not _NAME.match(name) or not n_sig.isdigit() or not _NUMBER.match(fs) or not sig_len.isdigit():
+        return None
+    n = int(n_sig)
+    signals = lines[1:]
+    if n == 0 or len(signals) != n or any(len(f) != 9 for f in signals):
+        return None
+    fmts, gains = [_FORMAT.match(f[1]) for f in signals], [_GAIN.match(f[2]) for f in signals]
+    if not all(fmts) or not all(gains) or len({f[0] for f in signals}) != 1:
+        return None
+    if not all(_INT.match(x) for f in signals for x in f[3:8]) or not all(_NAME.match(f[8]) for f in signals):
+        return None
+    if any(float(g.group(1)) <= 0 for g in gains) or not _NAME.match(signals[0][0]):
+        return None
+    return _PlainHeader(
+        record_name=name, n_sig=n, fs=float(fs), sig_len=int(sig_len), file_name=[f[0] for f in signals],
+        fmt=["16"] * n, byte_offset=[int(m.group(3)) if m.group(3) else None for m in fmts],
+        adc_gain=[float(g.group(1)) for g in gains], baseline=[int(g.group(3)) for g in gains],
+        units=[g.group(4) for g in gains], sig_name=[f[8] for f in signals],
+        samps_per_frame=[1] * n, skew=[0] * n,
+    )
+
+
+def _read_signals(header, base: str, channels: list[int]):
+    """The record with `channels` in physical units (float64), from the header already read.
+
+    `wfdb.rdrecord` parses the header a second time, and wfdb's header parsing (pandas lookups
+    per field and signal) is most of a record's read time; for a single-segment record with a
+    known length this runs rdrecord's own single-segment steps on the parsed header instead.
+    """
+    fast = _read_format16(header, base, channels) if header.sig_len is not None else None
+    if fast is not None:
+        return fast
+    import wfdb
+    from wfdb.io import _signal
+
+    if header.sig_len is None:
+        return wfdb.rdrecord(base, channels=channels, physical=True, return_res=64)
+
+    header.check_read_inputs(0, header.sig_len, channels, True, True, 64)
+    header.e_d_signal = _signal._rd_segment(
+        file_name=header.file_name, dir_name=str(Path(base).parent), pn_dir=None, fmt=header.fmt,
+        n_sig=header.n_sig, sig_len=header.sig_len, byte_offset=header.byte_offset,
+        samps_per_frame=header.samps_per_frame, skew=header.skew, init_value=header.init_value,
+        sampfrom=0, sampto=header.sig_len, channels=channels, ignore_skew=False, no_file=False,
+        sig_data=None, return_res=64,
+    )
+    header._arrange_fields(channels=channels, sampfrom=0, smooth_frames=True)
+    header.dac(expanded=False, return_res=64, inplace=True)
+    return header
+
+
+def _read_format16(header, base: str, channels: list[int]):
+    """The common case (every signal in one format-16 file, one sample per frame, no skew) read
+    with numpy: the values of wfdb's reader, (digital - baseline) / gain with -32768 as NaN,
+    in a fraction of its time. None when the record is not that case."""
+    n = header.n_sig
+    simple = (
+        len(set(header.file_name)) == 1
+        and all(str(f) == "16" for f in header.fmt)
+        and all((spf or 1) == 1 for spf in (header.samps_per_frame or [1] * n))
+        and all(not sk for sk in (header.skew or [0] * n))
+        and len(set(header.byte_offset or [0])) == 1
+        and all(g is not None and math.isfinite(float(g)) and float(g) > 0 for g in (header.adc_gain or [None]))
+        and all(b is not None for b in (header.baseline or [None]))
+    )
+    if not simple:
+        return None
+    offset = (header.byte_offset or [0])[0] or 0
+    path = Path(base).parent / header.file_name[0]
+    digital = np.fromfile(path, dtype="<i2", count=header.sig_len * n, offset=offset)
+    digital = digital.reshape(header.sig_len, n)[:, channels]
+    nan = digital == -32768
+    gain = np.array([float(header.adc_gain[c]) for c in channels])
+    baseline = np.array([float(header.baseline[c]) for c in channels])
+    physical = (digital.astype(np.float64) - baseline) / gain
+    physical[nan] = np.nan
+    return _Signals(physical)
+
+
+class _Signals:
+    """What read_wfdb uses of a wfdb.Record: the physical signal, (T, channels)."""
+
+    def __init__(self, p_signal: np.ndarray):
+        self.p_signal = p_signal
 
 
 def _header_lines(header_path: Path) -> list[list[str]]:

@@ -1,7 +1,12 @@
 """Decode an echo video to a fixed-size uint8 frame stack: sample frames, colour, crop, resize.
 
-Only the frames that are sampled are decoded (pydicom 3 `iter_pixels(indices=...)`), which matters
-for JPEG cines where each frame is a separate compressed image.
+Only the frames that are sampled are decoded, which matters for JPEG cines where each frame is a
+separate compressed image. JPEG baseline grey frames (the common echo export) are decoded by
+Pillow straight from the frame's bytes, located with the header's pixel-data offset, and, where the
+output is small next to the cropped region, straight to 1/2, 1/4 or 1/8 scale
+(libjpeg's DCT scaling, Pillow's draft mode; only while the output stays 1/2 of the decoded crop
+or smaller); everything else goes through pydicom's decoders
+(`iter_pixels(indices=...)`).
 """
 
 from __future__ import annotations
@@ -76,12 +81,119 @@ def decode_video(video: str | Path | VideoInfo, n_frames: int = 16, size: tuple[
                     info.path, stride or 1, fps)
     idx = sample_indices(info.n_frames, n_frames, src_fps=info.fps, fps=fps, stride=stride)
     wanted = sorted(set(int(i) for i in idx))
-    decoded = _decode_frames(info, wanted, mode)
-    frames = _to_uint8(decoded, info)                      # (K, H, W) or (K, H, W, 3)
     crop = info.region or _centre_box(info.rows, info.cols, size)
-    out = np.stack([_crop_resize(f, crop, size, mode) for f in frames])
+    frames, scale = None, 1
+    if _jpeg_direct(info, mode):
+        scale = _draft_scale(crop, size)
+        frames = _decode_jpeg_direct(info, wanted, scale)
+    if frames is None:
+        scale = 1
+        frames = _to_uint8(_decode_frames(info, wanted, mode), info)  # (K, H, W) or (K, H, W, 3)
+    out = _crop_resize_all(frames, _scaled_box(crop, scale, frames.shape[1:3]), size, mode)
     pos = {f: k for k, f in enumerate(wanted)}
     return out[[pos[int(i)] for i in idx]]
+
+
+# JPEG baseline grey output read straight from the frame bytes: MONOCHROME2, or the Y plane of
+# YBR (what the generic path takes for grey output too).
+_DIRECT_PHOTOMETRIC = ("MONOCHROME2", "YBR_FULL", "YBR_FULL_422")
+
+
+def _jpeg_direct(info: VideoInfo, mode: str) -> bool:
+    return (mode == "grey" and info.transfer_syntax == _JPEG_BASELINE and info.pixel_data_offset is not None
+            and info.photometric in _DIRECT_PHOTOMETRIC)
+
+
+def _draft_scale(box: tuple[int, int, int, int], size: tuple[int, int]) -> int:
+    """The largest JPEG scale-down (1, 2, 4, 8) at which the crop, padded to the output's aspect,
+    still has at least twice the output's pixels per side, so the final (antialiased) resize
+    still reduces by 2x or more and hides the DCT scaling's own filter."""
+    w, h = box[2] - box[0] + 1, box[3] - box[1] + 1
+    aspect = size[1] / size[0]
+    padded_w = max(w, h * aspect)  # _pad_to_aspect's canvas width
+    for scale in (8, 4, 2):
+        if padded_w / scale >= 2 * size[1] and padded_w / aspect / scale >= 2 * size[0]:
+            return scale
+    return 1
+
+
+def _scaled_box(box: tuple[int, int, int, int], scale: int, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The crop box (inclusive corners) in the coordinates of an image decoded at 1/scale."""
+    if scale == 1:
+        return box
+    x0, y0, x1, y1 = box
+    rows, cols = shape
+    return (min(x0 // scale, cols - 1), min(y0 // scale, rows - 1),
+            min(max(x1 + 1, x0 + scale) // scale - 1, cols - 1), min(max(y1 + 1, y0 + scale) // scale - 1, rows - 1))
+
+
+def _decode_jpeg_direct(info: VideoInfo, indices: list[int], scale: int) -> Optional[np.ndarray]:
+    """uint8 (K, H/scale, W/scale) grey frames, or None when this file needs the generic path (its
+    decoder then raises the DicomReadError that names the problem)."""
+    from pydicom.encaps import generate_frames
+
+    try:
+        with open(info.path, "rb") as fh:
+            fh.seek(info.pixel_data_offset)
+            items = fh.read()
+        wanted = set(indices)
+        frames = {}
+        for i, data in enumerate(generate_frames(items, number_of_frames=info.n_frames)):
+            if i in wanted:
+                frames[i] = _jpeg_grey(data, info.rows, info.cols, scale)
+            if len(frames) == len(wanted):
+                break
+        return np.stack([frames[i] for i in indices])
+    except Exception:  # noqa: BLE001  (any failure: the generic decoders say what is wrong)
+        log.debug("%s: direct JPEG decode failed, using pydicom's decoders", info.path, exc_info=True)
+        return None
+
+
+def _jpeg_grey(data: bytes, rows: int, cols: int, scale: int) -> np.ndarray:
+    """One JPEG frame as uint8 (ceil(rows/scale), ceil(cols/scale)) grey (Y for YCbCr data)."""
+    from PIL import Image
+
+    if _jpeg_size(data) != (rows, cols):  # the header must describe the image (else: generic path's error)
+        raise ValueError(f"JPEG frame is {_jpeg_size(data)}, the header says {(rows, cols)}")
+    shape = (-(-rows // scale), -(-cols // scale))
+    try:
+        # Pillow's JPEG decoder fed the bytes directly: Image.open's marker parsing in Python
+        # costs more than decoding a small echo frame.
+        decoder = Image._getdecoder("L", "jpeg", ("L", "", scale, 0))
+        core = Image.core.new("L", (shape[1], shape[0]))
+        decoder.setimage(core, (0, 0, shape[1], shape[0]))
+        try:
+            consumed, err = decoder.decode(data)
+        finally:
+            decoder.cleanup()
+        if err < 0 or consumed >= 0:
+            raise OSError(f"JPEG decoder error {err}")
+        img = Image.new("L", (1, 1))
+        img.im, img._size = core, (shape[1], shape[0])
+    except (AttributeError, TypeError):  # a Pillow without these internals: the public way
+        import io
+
+        img = Image.open(io.BytesIO(data))
+        img.draft("L", (shape[1], shape[0]))
+        img = img.convert("L")
+    arr = np.asarray(img)
+    if arr.shape != shape:
+        raise ValueError(f"JPEG frame decodes to {arr.shape}, not {shape}")
+    return arr
+
+
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_size(data: bytes) -> Optional[tuple[int, int]]:
+    """(rows, cols) from a JPEG stream's start-of-frame marker; None if there is none."""
+    i = 2 if data[:2] == b"\xff\xd8" else len(data)
+    while i + 9 <= len(data) and data[i] == 0xFF:
+        marker, length = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
+        if marker in _SOF:
+            return int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big")
+        i += 2 + length
+    return None
 
 
 def _decode_frames(info: VideoInfo, indices: list[int], mode: str) -> list[np.ndarray]:
@@ -158,6 +270,28 @@ def _centre_box(rows: int, cols: int, size: tuple[int, int]) -> tuple[int, int, 
     h = min(rows, round(w / aspect))
     x0, y0 = (cols - w) // 2, (rows - h) // 2
     return (x0, y0, x0 + w - 1, y0 + h - 1)
+
+
+def _crop_resize_all(frames: np.ndarray, box: tuple[int, int, int, int], size: tuple[int, int],
+                     mode: str) -> np.ndarray:
+    """`_crop_resize` of every frame: the crop and the black padding done once in numpy for the
+    stack (the same pixels as the per-frame Pillow crop and paste), Pillow's resize per frame."""
+    from PIL import Image
+
+    grey_in = frames.ndim == 3
+    if grey_in != (mode == "grey"):  # colour to grey or back: Pillow converts frame by frame
+        return np.stack([_crop_resize(f, box, size, mode) for f in frames])
+    x0, y0, x1, y1 = box
+    stack = frames[:, y0:y1 + 1, x0:x1 + 1]
+    h, w = stack.shape[1:3]
+    aspect = size[1] / size[0]
+    if abs(w / h - aspect) >= 1e-3:
+        new_w, new_h = (w, round(w / aspect)) if w / h > aspect else (round(h * aspect), h)
+        top, left = (new_h - h) // 2, (new_w - w) // 2
+        pad = [(0, 0), (top, new_h - h - top), (left, new_w - w - left)] + [(0, 0)] * (stack.ndim - 3)
+        stack = np.pad(stack, pad)
+    return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(f)).resize((size[1], size[0]), Image.BILINEAR))
+                     for f in stack])
 
 
 def _crop_resize(frame: np.ndarray, box: tuple[int, int, int, int], size: tuple[int, int],

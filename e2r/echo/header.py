@@ -77,6 +77,9 @@ class VideoInfo:
     photometric: str            # PhotometricInterpretation, e.g. MONOCHROME2, RGB, YBR_FULL_422
     transfer_syntax: str        # TransferSyntaxUID
     region: Optional[tuple[int, int, int, int]]  # ultrasound region (x0, y0, x1, y1), inclusive, inside the image
+    # File offset of encapsulated pixel data's first item (the basic offset table), for decoding
+    # frame by frame without parsing the header again; None when not encapsulated (little endian).
+    pixel_data_offset: Optional[int] = None
 
     @property
     def fps(self) -> Optional[float]:
@@ -122,7 +125,7 @@ def _video_info(path: Path, ds: Any, size: int, pixel_pos: int) -> VideoInfo:
     _check_kind(path, ds, size, pixel_pos)
     rows, cols, n_frames = _side(path, ds, "Rows"), _side(path, ds, "Columns"), _n_frames(ds)
     ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
-    _check_pixel_data(path, ds, ts, size, pixel_pos, rows, cols, n_frames)
+    items_at = _check_pixel_data(path, ds, ts, size, pixel_pos, rows, cols, n_frames)
     return VideoInfo(
         path=str(path),
         study_uid=str(ds.get("StudyInstanceUID", "") or ""),
@@ -138,6 +141,7 @@ def _video_info(path: Path, ds: Any, size: int, pixel_pos: int) -> VideoInfo:
         photometric=str(ds.get("PhotometricInterpretation", "") or ""),
         transfer_syntax=ts,
         region=_region(ds, rows, cols),
+        pixel_data_offset=items_at,
     )
 
 
@@ -194,11 +198,12 @@ def _check_kind(path: Path, ds: Any, size: int, pixel_pos: int) -> None:
 
 
 def _check_pixel_data(path: Path, ds: Any, ts: str, size: int, pos: int,
-                      rows: int, cols: int, n_frames: int) -> None:
-    """Check the pixel data element is there and long enough, reading only element/item headers."""
+                      rows: int, cols: int, n_frames: int) -> Optional[int]:
+    """Check the pixel data element is there and long enough, reading only element/item headers.
+    Returns where the items of encapsulated pixel data begin (None for native pixel data)."""
     implicit, little = getattr(ds, "original_encoding", (ts == "1.2.840.10008.1.2", True))
     if little is False or ts == _DEFLATED:
-        return  # big-endian or deflated body: file offsets say nothing here; the decoder checks
+        return None  # big-endian or deflated body: file offsets say nothing here; the decoder checks
     implicit = bool(implicit) if implicit is not None else ts in ("", "1.2.840.10008.1.2")
     with open(path, "rb") as f:
         f.seek(pos)
@@ -232,8 +237,9 @@ def _check_pixel_data(path: Path, ds: Any, ts: str, size: int, pos: int,
                     f"{path}: pixel data holds {length} bytes but {n_frames} frames of {rows}x{cols} need "
                     f"{expected} (the header does not describe the pixels); re-export the file.",
                     reason="corrupt")
-            return
+            return None
         _check_fragments(path, f, start, size, n_frames)
+        return start
 
 
 def _check_fragments(path: Path, f: Any, start: int, size: int, n_frames: int) -> None:

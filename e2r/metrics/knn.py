@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
-from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 
 from e2r.errors import ConfigError, DataError
 from e2r.phenotypes import LVEF_CLASSES, LVEF_LE45, derive_labels, lvef_class_index
@@ -288,6 +287,8 @@ def ecg_knn_classify(
     unknown = set(labels.tolist()) - set(classes)
     if unknown:
         raise DataError(f"ecg_knn_classify: train labels {sorted(map(str, unknown))} are not among the classes {list(classes)}")
+    from sklearn.neighbors import KNeighborsClassifier  # the paper protocol only; search never needs it
+
     clf = KNeighborsClassifier(n_neighbors=min(k, labels.size), metric="cosine", algorithm="brute")
     clf.fit(emb, labels)
     raw = clf.predict_proba(np.asarray(test_emb, dtype=np.float64))  # columns follow clf.classes_
@@ -302,6 +303,8 @@ def ecg_knn_regress(train_emb: np.ndarray, train_values: Sequence[float], test_e
     train ECGs by cosine; NaN train values are dropped. Returns (N_test,)."""
     values = np.asarray(train_values, dtype=np.float64)
     emb, values = _labelled(train_emb, np.where(np.isfinite(values), values, None), test_emb, k)
+    from sklearn.neighbors import KNeighborsRegressor
+
     reg = KNeighborsRegressor(n_neighbors=min(k, values.size), metric="cosine", algorithm="brute")
     reg.fit(emb, values.astype(np.float64))
     return reg.predict(np.asarray(test_emb, dtype=np.float64))

@@ -9,6 +9,7 @@
         store.create_collection("echo_studies", 512, collection_metadata(512, model_hash=h))
         store.upsert("echo_studies", [Point(point_id_for(uid), vec, payload)])
         hits = store.search("echo_studies", query, top_k=10, filter=parse_filter(["lvef<40"]))
+        top, labelled = store.search_batch("echo_studies", query, [SearchRequest(10), SearchRequest(50, flt)])
 
 Backends are imported lazily so `import e2r.store` stays cheap.
 """
@@ -19,15 +20,15 @@ from pathlib import Path
 from typing import Optional, Union
 
 from e2r.errors import ConfigError
-from e2r.store.base import Hit, Point, Record, VectorStore, point_id_for
+from e2r.store.base import Hit, Point, Record, SearchRequest, VectorStore, point_id_for
 from e2r.store.filters import Condition, Filter, parse_filter
-from e2r.store.schema import STUDY_PAYLOAD_SCHEMA, collection_metadata, study_date_int
+from e2r.store.schema import STUDY_INDEXED_SCHEMA, STUDY_PAYLOAD_SCHEMA, collection_metadata, study_date_int
 from e2r.util import DEFAULT_HOME
 
 __all__ = [
-    "open_store", "default_store_dir", "VectorStore", "Point", "Hit", "Record",
+    "open_store", "default_store_dir", "VectorStore", "Point", "Hit", "Record", "SearchRequest",
     "Filter", "Condition", "parse_filter", "point_id_for", "collection_metadata", "study_date_int",
-    "STUDY_PAYLOAD_SCHEMA", "BACKENDS", "DEFAULT_HOME",
+    "STUDY_PAYLOAD_SCHEMA", "STUDY_INDEXED_SCHEMA", "BACKENDS", "DEFAULT_HOME",
 ]
 
 BACKENDS = ("edge", "client-local", "server")

@@ -63,12 +63,29 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class SearchRequest:
+    """One search of a batch (`VectorStore.search_batch`): top_k points passing `filter`, with only
+    the payload keys in `payload_fields` (None: the whole payload; (): none)."""
+
+    top_k: int
+    filter: Optional[Filter] = None
+    payload_fields: Optional[tuple[str, ...]] = None
+
+
+@dataclass(frozen=True)
 class Record:
     """A stored point as read back by retrieve/iterate (vector only when asked for)."""
 
     id: str
     payload: dict
     vector: Optional[np.ndarray] = None
+
+
+def trim_payload(hit: Hit, fields: Optional[Sequence[str]]) -> Hit:
+    """The hit with only the payload keys in `fields` (None: unchanged)."""
+    if fields is None:
+        return hit
+    return Hit(hit.id, hit.score, {k: hit.payload[k] for k in fields if k in hit.payload})
 
 
 def check_dims(name: str, points: Sequence[Point], dim: int) -> None:
@@ -138,7 +155,7 @@ class VectorStore(abc.ABC):
                           payload_schema: Optional[Mapping[str, str]] = None) -> None:
         """Create a collection of `dim`-d cosine vectors with metadata (completed by
         schema.with_defaults) and payload indexes (`payload_schema`, default
-        schema.STUDY_PAYLOAD_SCHEMA; `{}` for none). StoreError if it exists."""
+        schema.STUDY_INDEXED_SCHEMA; `{}` for none). StoreError if it exists."""
 
     @abc.abstractmethod
     def collection_exists(self, name: str) -> bool:
@@ -163,6 +180,18 @@ class VectorStore(abc.ABC):
     @abc.abstractmethod
     def search(self, name: str, vector: np.ndarray, top_k: int, filter: Optional[Filter] = None) -> list[Hit]:
         """The `top_k` points most cosine-similar to `vector` that pass `filter`, best first."""
+
+    def search_batch(self, name: str, vector: np.ndarray, requests: Sequence[SearchRequest]) -> list[list[Hit]]:
+        """Several searches with one query vector, one result list per request, in order.
+
+        Backends answer them in one engine call (one round trip to a server); this fallback
+        runs them one by one and trims payloads afterwards.
+        """
+        out = []
+        for req in requests:
+            hits = self.search(name, vector, req.top_k, req.filter)
+            out.append([trim_payload(h, req.payload_fields) for h in hits])
+        return out
 
     @abc.abstractmethod
     def count(self, name: str, filter: Optional[Filter] = None) -> int:

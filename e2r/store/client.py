@@ -25,6 +25,7 @@ from e2r.store.base import (
     Hit,
     Point,
     Record,
+    SearchRequest,
     check_dims,
     record_from_engine,
     VectorStore,
@@ -84,7 +85,7 @@ class ClientStore(VectorStore):
         if int(dim) <= 0:
             raise StoreError(f"collection {name!r}: dim must be positive, got {dim}")
         fields = schema.check_payload_schema(
-            schema.STUDY_PAYLOAD_SCHEMA if payload_schema is None else payload_schema)
+            schema.STUDY_INDEXED_SCHEMA if payload_schema is None else payload_schema)
         meta = plain_payload(schema.with_defaults(dim, metadata), "collection metadata")
         # The payload schema lives in metadata too: local mode keeps no payload indexes to read back.
         meta["payload_schema"] = fields
@@ -158,6 +159,18 @@ class ClientStore(VectorStore):
             found = self._client.query_points(name, query=query.tolist(), limit=int(top_k),
                                               query_filter=_qm_filter(filter), with_payload=True).points
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in found]
+
+    def search_batch(self, name: str, vector: np.ndarray, requests: Sequence[SearchRequest]) -> list[list[Hit]]:
+        """The requests in one `query_batch_points` call: one round trip to the server."""
+        query = as_query(vector, self.dim(name), name).tolist()
+        live = [r for r in requests if r.top_k > 0]
+        batch = [qm.QueryRequest(query=query, limit=int(r.top_k), filter=_qm_filter(r.filter),
+                                 with_payload=True if r.payload_fields is None else list(r.payload_fields) or False)
+                 for r in live]
+        with self._errors():
+            found = iter(self._client.query_batch_points(name, requests=batch) if batch else [])
+        return [[Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in next(found).points]
+                if r.top_k > 0 else [] for r in requests]
 
     def count(self, name: str, filter: Optional[Filter] = None) -> int:
         """Exact count."""

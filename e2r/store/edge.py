@@ -22,18 +22,20 @@ import logging
 import os
 import shutil
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import qdrant_edge as qe
 
-from e2r.errors import StoreError
+from e2r.errors import ConfigError, StoreError
 from e2r.store import schema
 from e2r.store.base import (
     Hit,
     Point,
     Record,
+    SearchRequest,
     check_dims,
     record_from_engine,
     VectorStore,
@@ -48,12 +50,63 @@ from e2r.util import atomic_write, one_line
 log = logging.getLogger(__name__)
 
 SIDECAR = "collection.json"
-# HNSW search breadth; recall@10 measured by bench/bench_store.py with this value.
-DEFAULT_HNSW_EF = 128
+# HNSW search breadth. bench/bench_store.py on trained-model embeddings (128-d, tightly clustered:
+# median nearest-neighbour cosine 0.994), m=16: recall@10 at 230k studies 0.947 with ef 128, 0.980
+# with 256, 0.998 with 512 (p50 1.7 / 1.4 / 2.0 ms); a filtered search (lvef<40 & PLAX, ~11 % of
+# the studies) at 100k: 0.75 with 128, 1.000 with 512. 512 keeps recall@10 >= 0.98 at 1M
+# (docs/benchmarks.md, "The store at scale").
+DEFAULT_HNSW_EF = 512
 # Segments holding more vector data than this get an HNSW index when optimized (Qdrant's default);
 # smaller ones are searched exactly, which is as fast at that size.
 DEFAULT_INDEXING_THRESHOLD_KB = 10_000
 _UPSERT_CHUNK = 2000
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """How a new collection's vectors are indexed (fixed at creation, kept in its sidecar; a
+    collection made before these existed reads as the first defaults here: Qdrant's).
+
+    Defaults chosen with bench/bench_store.py (docs/benchmarks.md, "The store at scale").
+    """
+
+    m: int = 16  # HNSW edges per node (Qdrant's default)
+    ef_construct: int = 100  # HNSW build breadth (Qdrant's default)
+    quantization: Optional[str] = None  # None, or "int8": Qdrant scalar quantisation, kept in RAM
+    oversampling: float = 2.0  # int8: candidates re-scored with the float vectors = oversampling x top_k
+    vectors_on_disk: bool = False  # float vectors memory-mapped cold (read from disk to rescore)
+
+    def validate(self) -> None:
+        """ConfigError naming the first invalid field."""
+        if self.m < 4 or self.ef_construct < 8:
+            raise ConfigError(f"index settings: m={self.m} (>= 4) and ef_construct={self.ef_construct} (>= 8)")
+        if self.quantization not in (None, "int8"):
+            raise ConfigError(f"index settings: quantization={self.quantization!r}; use None or 'int8'")
+        if not self.oversampling >= 1.0:
+            raise ConfigError(f"index settings: oversampling={self.oversampling!r} must be >= 1")
+
+    @classmethod
+    def from_sidecar(cls, sidecar: Mapping[str, Any]) -> "IndexSettings":
+        """The settings a collection was created with (Qdrant's defaults for an older sidecar)."""
+        return cls(**{k: v for k, v in (sidecar.get("index") or {}).items() if k in cls.__dataclass_fields__})
+
+    def edge_config(self, dim: int, indexing_threshold_kb: int) -> Any:
+        """The Qdrant Edge shard config for these settings."""
+        quant = (qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99, memory=qe.Memory.Pinned)
+                 if self.quantization == "int8" else None)
+        return qe.EdgeConfig(
+            vectors=qe.EdgeVectorParams(size=int(dim), distance=qe.Distance.Cosine,
+                                        memory=qe.Memory.Cold if self.vectors_on_disk else None),
+            hnsw_config=qe.HnswIndexConfig(m=self.m, ef_construct=self.ef_construct, full_scan_threshold=10_000),
+            quantization_config=quant,
+            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=indexing_threshold_kb),
+        )
+
+    def search_params(self, hnsw_ef: int) -> Any:
+        """Per-query parameters: HNSW breadth, and int8 rescoring with the float vectors."""
+        quant = (qe.QuantizationSearchParams(rescore=True, oversampling=self.oversampling)
+                 if self.quantization else None)
+        return qe.SearchParams(hnsw_ef=hnsw_ef, quantization=quant)
 _EDGE_TYPES = {
     "keyword": qe.PayloadSchemaType.Keyword,
     "integer": qe.PayloadSchemaType.Integer,
@@ -68,11 +121,15 @@ class EdgeStore(VectorStore):
     backend = "edge"
 
     def __init__(self, root: Path, *, wait_s: float = 0.0, hnsw_ef: int = DEFAULT_HNSW_EF,
-                 indexing_threshold_kb: int = DEFAULT_INDEXING_THRESHOLD_KB):
+                 indexing_threshold_kb: int = DEFAULT_INDEXING_THRESHOLD_KB,
+                 index_settings: Optional[IndexSettings] = None):
         self.root = Path(root).expanduser()
         self.location = str(self.root)
         self.hnsw_ef = int(hnsw_ef)
-        self.indexing_threshold_kb = int(indexing_threshold_kb)  # for collections created from now on
+        # For collections created from now on; an existing collection keeps the ones it was made with.
+        self.indexing_threshold_kb = int(indexing_threshold_kb)
+        self.index_settings = index_settings or IndexSettings()
+        self.index_settings.validate()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -84,6 +141,7 @@ class EdgeStore(VectorStore):
         self._collections.mkdir(exist_ok=True)
         self._shards: dict[str, qe.EdgeShard] = {}
         self._sidecars: dict[str, dict] = {}
+        self._settings: dict[str, IndexSettings] = {}
         self._dirty: set[str] = set()
         self._remove_leftovers()
 
@@ -99,16 +157,13 @@ class EdgeStore(VectorStore):
         if int(dim) <= 0:
             raise StoreError(f"collection {name!r}: dim must be positive, got {dim}")
         fields = schema.check_payload_schema(
-            schema.STUDY_PAYLOAD_SCHEMA if payload_schema is None else payload_schema)
+            schema.STUDY_INDEXED_SCHEMA if payload_schema is None else payload_schema)
         sidecar = {"dim": int(dim), "distance": schema.DISTANCE, "payload_schema": fields,
-                   "indexing_threshold_kb": self.indexing_threshold_kb,
+                   "indexing_threshold_kb": self.indexing_threshold_kb, "index": asdict(self.index_settings),
                    "metadata": plain_payload(schema.with_defaults(dim, metadata), "collection metadata")}
         tmp = self._collections / f".creating-{name}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        config = qe.EdgeConfig(
-            vectors=qe.EdgeVectorParams(size=int(dim), distance=qe.Distance.Cosine),
-            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=self.indexing_threshold_kb),
-        )
+        config = self.index_settings.edge_config(int(dim), self.indexing_threshold_kb)
         with _edge_errors(f"creating collection {name!r} in {self.location}"):
             shard = qe.EdgeShard.create(str(tmp / "shard"), config)
             try:
@@ -139,6 +194,7 @@ class EdgeStore(VectorStore):
         if shard is not None:
             shard.close()
         self._sidecars.pop(name, None)
+        self._settings.pop(name, None)
         self._dirty.discard(name)
         doomed = self._collections / f".dropping-{name}-{os.getpid()}"
         os.replace(self._collections / name, doomed)
@@ -183,11 +239,27 @@ class EdgeStore(VectorStore):
             return []
         request = qe.QueryRequest(
             limit=int(top_k), query=qe.Query.Nearest(query), filter=_edge_filter(filter),
-            with_payload=True, params=qe.SearchParams(hnsw_ef=max(self.hnsw_ef, int(top_k))),
+            with_payload=True, params=self._params(name, top_k),
         )
         with _edge_errors(f"searching collection {name!r}"):
             found = shard.query(request)
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in found]
+
+    def search_batch(self, name: str, vector: np.ndarray, requests: Sequence[SearchRequest]) -> list[list[Hit]]:
+        """The requests in one `query_batch` call: the engine plans them together and only the
+        payload keys asked for cross into Python."""
+        shard = self._shard(name)
+        query = as_query(vector, self.dim(name), name)
+        live = [r for r in requests if r.top_k > 0]
+        batch = [qe.QueryRequest(
+            limit=int(r.top_k), query=qe.Query.Nearest(query), filter=_edge_filter(r.filter),
+            with_payload=_edge_payload(r.payload_fields),
+            params=self._params(name, r.top_k),
+        ) for r in live]
+        with _edge_errors(f"searching collection {name!r}"):
+            found = iter(shard.query_batch(qe.QueryBatchRequest(batch)) if batch else [])
+        return [[Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in next(found)] if r.top_k > 0 else []
+                for r in requests]
 
     def count(self, name: str, filter: Optional[Filter] = None) -> int:
         """Exact count."""
@@ -281,6 +353,12 @@ class EdgeStore(VectorStore):
                                  "re-index into a new --collection") from None
         return self._sidecars[name]
 
+    def _params(self, name: str, top_k: int) -> Any:
+        settings = self._settings.get(name)
+        if settings is None:
+            settings = self._settings[name] = IndexSettings.from_sidecar(self._sidecar(name))
+        return settings.search_params(max(self.hnsw_ef, int(top_k)))
+
     def _shard(self, name: str) -> qe.EdgeShard:
         self._sidecar(name)
         if name not in self._shards:
@@ -298,6 +376,12 @@ class EdgeStore(VectorStore):
 
 def _plain_name(name: str) -> bool:
     return isinstance(name, str) and bool(name) and "/" not in name and not name.startswith(".")
+
+
+def _edge_payload(fields: Optional[Sequence[str]]) -> Any:
+    if fields is None:
+        return True
+    return qe.PayloadSelector.Include(list(fields)) if fields else False
 
 
 def _edge_filter(f: Optional[Filter]) -> Optional[qe.Filter]:
