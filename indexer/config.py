@@ -43,6 +43,7 @@ class IndexConfig:
     # in docs/benchmarks.md), so one per core by default.
     workers: int = os.cpu_count() or 2
     batch_size: int = 32               # studies per encode + upsert batch
+    group_by: str = "uid"              # studies by StudyInstanceUID, or "folder" (e2r.echo.archive.GROUP_BY)
     store_paths: bool = True           # keep source paths in the payload (layouts like MIMIC's put patient IDs in folder names)
     progress: bool = True
 
@@ -54,3 +55,5 @@ class IndexConfig:
             raise ConfigError(f"--workers {self.workers}: must be >= 0 (0 decodes in the main process)")
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size {self.batch_size}: must be >= 1")
+        if self.group_by not in ("uid", "folder"):
+            raise ConfigError(f"--group-by {self.group_by!r}: must be uid or folder")

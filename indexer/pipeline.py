@@ -80,7 +80,7 @@ def index_archive(cfg: IndexConfig, store: Any, loaded: Any) -> IndexSummary:
         for err in row_errors:
             log.warning("phenotype row skipped: %s", err.message)
 
-    scan: ArchiveScan = scan_archive(cfg.archive, progress=cfg.progress)
+    scan: ArchiveScan = scan_archive(cfg.archive, progress=cfg.progress, group_by=cfg.group_by)
     summary.studies_found = len(scan.studies)
     summary.skipped_files = dict(scan.skipped)
     summary.skipped_examples = [(p, r) for p, r, _ in scan.skipped_files[:20]]
@@ -169,11 +169,11 @@ def index_archive(cfg: IndexConfig, store: Any, loaded: Any) -> IndexSummary:
 
 def ensure_collection(store: Any, name: str, loaded: Any) -> None:
     """Create the collection for this model, or check that an existing one was built with it."""
-    from e2r.store import STUDY_PAYLOAD_SCHEMA
+    from e2r.store import STUDY_INDEXED_SCHEMA
 
     dim = int(loaded.preset.embed_dim)
     if not store.collection_exists(name):
-        store.create_collection(name, dim=dim, metadata=collection_metadata(loaded), payload_schema=STUDY_PAYLOAD_SCHEMA)
+        store.create_collection(name, dim=dim, metadata=collection_metadata(loaded), payload_schema=STUDY_INDEXED_SCHEMA)
         return
     meta = store.get_metadata(name)
     if meta.get("echo_tower_hash") != loaded.echo_tower_hash:

@@ -25,6 +25,7 @@ class TrainConfig:
     data: str                          # cohort folder (holding pairs.csv) or a pairs CSV
     out_dir: str                       # model directory: bundle, checkpoints/, train_log.jsonl
     archive: Optional[str] = None      # echo archive root (default: <cohort>/echo)
+    group_by: str = "uid"              # studies by StudyInstanceUID or by folder (e2r.echo.archive.GROUP_BY)
     cache_dir: Optional[str] = None    # decoded-video/ECG cache (default: <out_dir>/cache)
     preset: str = "tiny"               # model preset name (e2r.presets)
     aggregation: Optional[str] = None  # study aggregation override; None keeps the preset's
@@ -63,6 +64,7 @@ class TrainConfig:
             (self.warmup_epochs >= 0, "--warmup-epochs", self.warmup_epochs, "must be >= 0"),
             (self.grad_clip >= 0, "--grad-clip", self.grad_clip, "must be >= 0 (0 disables)"),
             (self.workers >= 0, "--workers", self.workers, "must be >= 0"),
+            (self.group_by in ("uid", "folder"), "--group-by", self.group_by, "must be uid or folder"),
             (self.min_pairs >= 2, "--min-pairs", self.min_pairs, "must be at least 2"),
             (self.max_videos_per_study >= 1, "--max-videos", self.max_videos_per_study,
              "must be at least 1"),

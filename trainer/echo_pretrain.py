@@ -6,7 +6,8 @@ missing value masks its term of the loss (trainer.task.masked_mse). Only patient
 CSV's train split train; the val split selects the epoch (mean per-video Pearson r over the
 fields, the loss logged beside it); test studies are never read. Studies without any label take
 no part (they are still indexed later). The result is an echo tower (e2r.echo_tower) that
-`e2r train --echo-encoder` freezes and aligns the ECG to.
+`e2r train --echo-encoder` freezes and aligns the ECG to. An EchoNet-Dynamic folder as --data
+(FileList.csv + Videos/*.avi) is read by trainer.echonet_data instead of a pairs CSV + archive.
 """
 
 from __future__ import annotations
@@ -57,15 +58,18 @@ def load_echo_data(config: TrainConfig, echo_cfg: Any, fields: Sequence[str], mi
     shares), and build the targets. DataError when too few labelled studies remain."""
     from e2r.echo import scan_archive
     from e2r.pairs import read_pairs
+    from trainer.echonet_data import echonet_filelist, load_echonet_data
     from trainer.paired_data import decoded_video_cache, load_phenotypes_for, resolve_inputs, training_videos
 
+    if echonet_filelist(config.data) is not None:  # an EchoNet-Dynamic folder: FileList.csv + Videos/
+        return load_echonet_data(config, echo_cfg, fields, min_studies)
     csv_path, root = resolve_inputs(config.data, config.archive)
     rows = read_pairs(csv_path)
     phenotypes = load_phenotypes_for(config, csv_path)
     if not phenotypes:
         raise DataError(f"{csv_path.parent / 'phenotypes.csv'}: no phenotype CSV; echo pretraining learns the "
                         "measured phenotypes, so pass --phenotypes with the CSV described in the README")
-    scan = scan_archive(root, progress=config.progress)
+    scan = scan_archive(root, progress=config.progress, group_by=config.group_by)
     studies = {s.study_uid: s for s in scan.studies}
     paths = training_videos(rows, studies)
     decoded = decoded_video_cache(config, echo_cfg, paths)
@@ -99,7 +103,23 @@ def load_echo_data(config: TrainConfig, echo_cfg: Any, fields: Sequence[str], mi
     if n_val < 2:
         raise DataError(f"{csv_path}: {n_val} labelled validation studies; need at least 2 (add split=val rows)")
 
-    train_values = np.array([[_num(phenotypes[u].get(f)) for f in fields] for u, _ in labelled["train"]])
+    summary = {"pairs_csv": str(csv_path), "archive": str(root), "phenotypes": len(phenotypes),
+               "train_patients": len({patient[u] for u, _ in labelled["train"]}),
+               "failed_videos": len(decoded.failed), **counts}
+    log.info("echo pretraining data: %d unlabelled studies left out", counts["unlabelled"])
+    return build_echo_data(decoded.array, labelled, phenotypes, fields, view_of, summary)
+
+
+def build_echo_data(videos: np.ndarray, labelled: dict[str, list[tuple[str, list[int]]]],
+                    values: dict[str, dict[str, Any]], fields: Sequence[str], view_of: dict[int, str],
+                    summary: dict[str, Any]) -> EchoData:
+    """EchoData from a decoded-video cache and the labelled studies of each split.
+
+    labelled: {"train" | "val": [(study key, rows of `videos`)]}; values: study key -> {field:
+    value or None}; view_of: video row -> view label. Fields without two training values are left
+    out; targets are z-scored with the train split's mean and SD. `summary` gets the counts added.
+    """
+    train_values = np.array([[_num(values[u].get(f)) for f in fields] for u, _ in labelled["train"]])
     kept = [j for j, f in enumerate(fields) if np.isfinite(train_values[:, j]).sum() >= 2]
     dropped = [f for j, f in enumerate(fields) if j not in kept]
     if dropped:
@@ -113,7 +133,7 @@ def load_echo_data(config: TrainConfig, echo_cfg: Any, fields: Sequence[str], mi
     def targets(items):
         vid, tgt, study = [], [], []
         for k, (uid, vrows) in enumerate(items):
-            z = (np.array([_num(phenotypes[uid].get(f)) for f in fields]) - mean) / sd
+            z = (np.array([_num(values[uid].get(f)) for f in fields]) - mean) / sd
             for r in vrows:
                 vid.append(r)
                 tgt.append(z)
@@ -122,13 +142,12 @@ def load_echo_data(config: TrainConfig, echo_cfg: Any, fields: Sequence[str], mi
 
     tr_rows, tr_t, _ = targets(labelled["train"])
     va_rows, va_t, va_study = targets(labelled["val"])
-    summary = {"pairs_csv": str(csv_path), "archive": str(root), "phenotypes": len(phenotypes),
-               "train_studies": n_train, "val_studies": n_val, "train_videos": len(tr_rows),
-               "val_videos": len(va_rows), "train_patients": len({patient[u] for u, _ in labelled["train"]}),
-               "fields": list(fields), "failed_videos": len(decoded.failed), **counts}
-    log.info("echo pretraining data: %d train studies (%d videos), %d val studies (%d videos); %d unlabelled "
-             "studies left out", n_train, len(tr_rows), n_val, len(va_rows), counts["unlabelled"])
-    return EchoData(decoded.array, fields, norm, tr_rows, tr_t, va_rows, va_t, va_study,
+    n_train, n_val = len(labelled["train"]), len(labelled["val"])
+    summary = {**summary, "train_studies": n_train, "val_studies": n_val, "train_videos": len(tr_rows),
+               "val_videos": len(va_rows), "fields": list(fields)}
+    log.info("echo pretraining data: %d train studies (%d videos), %d val studies (%d videos)",
+             n_train, len(tr_rows), n_val, len(va_rows))
+    return EchoData(videos, fields, norm, tr_rows, tr_t, va_rows, va_t, va_study,
                     tuple(view_of[r] for r in va_rows), summary)
 
 
@@ -297,7 +316,7 @@ def train_echo_tower(config: TrainConfig, echo_cfg: Any = None, fields: Optional
 
 
 def embed_studies(tower_dir: str | Path, archive: str | Path, cache_dir: str | Path, workers: int = 0,
-                  progress: bool = True) -> dict[str, np.ndarray]:
+                  progress: bool = True, group_by: str = "uid") -> dict[str, np.ndarray]:
     """{study_uid: (V, E) per-video embeddings} of every study of an archive under a frozen tower
     (the benchmark's echo-tower arm: echo-to-echo retrieval with the tower alone)."""
     from e2r.echo import scan_archive
@@ -306,7 +325,7 @@ def embed_studies(tower_dir: str | Path, archive: str | Path, cache_dir: str | P
     from trainer.cache import embed_cached_videos
 
     tower, meta = load_echo_tower(tower_dir)
-    scan = scan_archive(archive, progress=progress)
+    scan = scan_archive(archive, progress=progress, group_by=group_by)
     paths = sorted(str(v.path) for s in scan.studies for v in s.videos)
     cfg = TrainConfig(data=str(archive), out_dir=str(cache_dir), cache_dir=str(cache_dir), workers=workers,
                       progress=progress)

@@ -165,7 +165,7 @@ def load_paired_data(config: TrainConfig, preset: Any, embedder: Any = None,
         if len(examples) < 5:
             examples.append(msg)
 
-    scan = scan_archive(root, progress=config.progress)
+    scan = scan_archive(root, progress=config.progress, group_by=config.group_by)
     studies = {s.study_uid: s for s in scan.studies}
     candidates: list[tuple[PairRow, Any]] = []
     for row in rows:

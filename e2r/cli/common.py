@@ -47,6 +47,11 @@ CacheDirOpt = typer.Option(None, "--cache-dir", envvar="E2R_CACHE",
                            help="Cache of decoded videos, preprocessed ECGs and tower embeddings, shared by "
                                 "train-echo and train (default $E2R_HOME/cache; env E2R_CACHE).")
 ResumeOpt = typer.Option(False, "--resume", help="Continue from <out>/checkpoints/last.pt after an interruption.")
+GroupByOpt = typer.Option(
+    "uid", "--group-by",
+    help="Group videos into studies by DICOM StudyInstanceUID (uid) or by the folder holding them (folder: the "
+         "folder name is the study key, e.g. MIMIC-IV-ECHO's s<study_id>; use it everywhere once `e2r pair` says the "
+         "UIDs are not one per folder).")
 QuietOpt = typer.Option(False, "--quiet", help="No progress bars.")
 
 

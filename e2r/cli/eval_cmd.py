@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import typer
 
-from e2r.cli.common import ApiKeyOpt, CollectionOpt, DataDirOpt, JsonOpt, QdrantUrlOpt, handle_errors, print_json, print_table
+from e2r.cli.common import ApiKeyOpt, CollectionOpt, DataDirOpt, GroupByOpt, JsonOpt, QdrantUrlOpt, handle_errors, print_json, print_table
 from queries.eval.sizes import DEFAULT, QUICK
 
 
@@ -35,6 +35,12 @@ def eval_command(
     pairs: Optional[Path] = typer.Option(None, "--pairs", help="Pairs CSV (ecg_path, study_uid, patient_id, days, split) of your data; its test split is evaluated."),
     archive: Optional[Path] = typer.Option(None, "--archive", help="Echo DICOM archive of --pairs (default: the echo/ folder beside the CSV)."),
     phenotypes: Optional[Path] = typer.Option(None, "--phenotypes", help="Phenotype CSV of the studies (default: phenotypes.csv beside the pairs CSV)."),
+    group_by: str = GroupByOpt,
+    ecg_labels: Optional[Path] = typer.Option(None, "--ecg-labels", help="Labelled ECGs without echo, scored against the index of --collection: PTB-XL's ptbxl_database.csv, a folder of CinC 2021 records (# Dx), or a CSV ecg_path,label[,lvef_le45]."),
+    labels_format: Optional[str] = typer.Option(None, "--labels-format", help="Format of --ecg-labels: ptbxl, cinc or csv (default: detected)."),
+    folds: str = typer.Option("10", "--folds", help="PTB-XL strat_fold values to score, comma-separated, or 'all' (default 10, its test fold)."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the AUROC CI of --ecg-labels (seed 0)."),
+    k: Optional[int] = typer.Option(None, "--k", help="Labelled neighbours that vote in --ecg-labels (default: the benchmark's 20)."),
     collection: str = CollectionOpt,
     out: Path = typer.Option(Path("results"), "--out", help="Folder for results.json, report.md and the plots."),
     data_dir: Optional[Path] = DataDirOpt,
@@ -50,9 +56,17 @@ def eval_command(
     measurements), the tower alone (echo -> echo), and a supervised ECG->phenotype ceiling, as
     mean ± SD over seeds.
     `--model M --pairs P.csv` reports the same metrics for your model on your data's test split.
+    `--ecg-labels LABELS` scores the kNN P(LVH) (and P(LVEF<=45) where labelled) of an index
+    (--collection, --data-dir / --qdrant-url, as `e2r search`) on labelled ECGs without echo:
+    AUROC with a bootstrap CI, positives/negatives, skipped ECGs by reason.
     """
     from e2r.errors import ConfigError
 
+    if ecg_labels is not None:
+        if benchmark or pairs is not None:
+            raise ConfigError("--ecg-labels scores an existing index; drop --benchmark / --pairs")
+        return _eval_labels(ecg_labels, labels_format, folds, bootstrap, k, model, collection, out, data_dir,
+                            qdrant_url, api_key, as_json)
     if benchmark == (model is not None):
         raise ConfigError("choose one: --benchmark (phantom cohort, every arm) or --model MODEL_DIR --pairs PAIRS.csv")
     for flag, value in (("--seeds", seeds), ("--patients", patients), ("--epochs", epochs)):
@@ -73,8 +87,53 @@ def eval_command(
         if pairs is None:
             raise ConfigError("--model needs --pairs PAIRS.csv (your paired ECG/echo data with a test split)")
         result = run_model_eval(model, pairs, archive, phenotypes, collection, workdir, out, data_dir, qdrant_url,
-                                 api_key, say, command, progress=not as_json)
+                                 api_key, say, command, progress=not as_json, group_by=group_by)
     _print_result(result, as_json)
+
+
+def _eval_labels(labels_path: Path, fmt: Optional[str], folds: str, n_boot: int, k: Optional[int],
+                 model: Optional[Path], collection: str, out: Path, data_dir: Optional[Path],
+                 qdrant_url: Optional[str], api_key: Optional[str], as_json: bool) -> None:
+    """`e2r eval --ecg-labels`: read the labels, search them against the collection, report."""
+    from e2r.cli.store_opts import open_cli_store
+    from e2r.datasets.ecg_labels import LABEL_FORMATS, read_ecg_labels
+    from e2r.errors import ConfigError
+    from queries.eval.labelled import run_labelled_eval
+    from queries.search import Searcher
+
+    if fmt is not None and fmt not in LABEL_FORMATS:
+        raise ConfigError(f"--labels-format {fmt}: choose one of {', '.join(LABEL_FORMATS)}")
+    if n_boot < 1 or (k is not None and k < 1):
+        raise ConfigError(f"--bootstrap {n_boot} / --k {k}: must be at least 1")
+    try:
+        fold_list = None if folds.strip().lower() == "all" else [int(f) for f in folds.split(",") if f.strip()]
+    except ValueError:
+        raise ConfigError(f"--folds {folds}: give comma-separated numbers 1-10 or 'all'") from None
+    labels = read_ecg_labels(labels_path, fmt, fold_list)
+    say = (lambda msg: None) if as_json else (lambda msg: typer.echo(msg, err=True))
+    with open_cli_store(data_dir, qdrant_url, api_key) as store:
+        loaded = None
+        if model is not None:
+            from e2r.bundle import load_model
+
+            loaded = load_model(model)
+        searcher = Searcher(store, collection, model=loaded)
+        result = run_labelled_eval(searcher, labels, out, k=k, n_boot=n_boot, progress=not as_json, say=say)
+    res = result.results
+    if as_json:
+        print_json({**res, "out_files": result.out_files})
+        return
+    rows = [{"target": t["name"], "auroc": t["auroc"], "ci_low": t["ci_low"], "ci_high": t["ci_high"],
+             "positives": t["positives"], "negatives": t["negatives"], "no_estimate": t["no_estimate"]}
+            for t in res["targets"].values()]
+    print_table(rows, ["target", "auroc", "ci_low", "ci_high", "positives", "negatives", "no_estimate"])
+    for t in res["targets"].values():
+        if t.get("note"):
+            typer.echo(f"{t['name']}: {t['note']}")
+    e = res["ecgs"]
+    skipped = ", ".join(f"{r} {n}" for r, n in sorted(e["skipped"].items())) or "none"
+    typer.echo(f"\n{e['scored']} of {e['listed']} ECGs scored (skipped: {skipped}); "
+               f"written: {', '.join(result.out_files)}")
 
 
 def _print_result(result: Any, as_json: bool) -> None:

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from e2r.cli.common import (
-    ApiKeyOpt, CollectionOpt, DataDirOpt, JsonOpt, QdrantUrlOpt, handle_errors, print_json, print_table,
+    ApiKeyOpt, CollectionOpt, DataDirOpt, GroupByOpt, JsonOpt, QdrantUrlOpt, handle_errors, print_json, print_table,
 )
 from e2r.cli.store_opts import home_dir, open_cli_store
 
@@ -34,6 +34,7 @@ def index(
     shards: Optional[int] = typer.Option(None, "--shards", help="Qdrant server/cluster: shard number of a new collection."),
     replicas: Optional[int] = typer.Option(None, "--replicas", help="Qdrant server/cluster: replication factor of a new collection."),
     store_paths: bool = typer.Option(True, "--paths/--no-paths", help="Keep source file paths (relative to ARCHIVE) in the index; --no-paths when folder names carry patient IDs."),
+    group_by: str = GroupByOpt,
     stats: bool = typer.Option(False, "--stats", help="Show what is in the store (collections, counts, model, phenotype coverage) and exit."),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -64,7 +65,7 @@ def index(
     cfg = IndexConfig(
         archive=archive, model_dir=model, phenotypes=phenotypes, collection=collection,
         salt_path=home_dir(data_dir) / "patient_salt", shard=Shard.parse(shard),
-        batch_size=batch_size, progress=not as_json, store_paths=store_paths,
+        batch_size=batch_size, progress=not as_json, store_paths=store_paths, group_by=group_by,
         **({} if workers is None else {"workers": workers}),
     )
     cfg.validate()

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from e2r.cli.common import JsonOpt, handle_errors, print_json, print_table
+from e2r.cli.common import GroupByOpt, JsonOpt, handle_errors, print_json, print_table
 
 _WAVEFORM_SOP_PREFIX = "1.2.840.10008.5.1.4.1.1.9."  # DICOM waveform storage classes (ECG, ...)
 _MAX_STUDY_ROWS = 50
@@ -22,13 +22,14 @@ def register(app: typer.Typer) -> None:
 def inspect(
     path: Path = typer.Argument(..., help="An ECG (WFDB record or DICOM ECG), a DICOM echo video, or an archive folder."),
     workers: int = typer.Option(1, "--workers", min=1, help="Threads reading DICOM headers when PATH is a folder."),
+    group_by: str = GroupByOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Show what e2r reads from PATH: leads, rate and signal ranges of an ECG; header of an echo
     video; studies, videos, views, frames and skipped files (with reasons) of an archive folder."""
     kind = detect_kind(path)
     if kind == "archive":
-        report = archive_report(path, workers=workers)
+        report = archive_report(path, workers=workers, group_by=group_by)
     elif kind == "ecg":
         report = ecg_report(path)
     else:
@@ -117,7 +118,7 @@ def video_report(path: Path) -> dict[str, Any]:
             "decodes": True, "decoded_frames": int(clip.shape[0]), "first_frame_mean": float(clip[0].mean())}
 
 
-def archive_report(path: Path, workers: int = 1) -> dict[str, Any]:
+def archive_report(path: Path, workers: int = 1, group_by: str = "uid") -> dict[str, Any]:
     """Studies, videos, views, frame counts and skipped files (by reason) of an archive folder."""
     from collections import Counter
 
@@ -125,7 +126,7 @@ def archive_report(path: Path, workers: int = 1) -> dict[str, Any]:
 
     from e2r.echo import scan_archive
 
-    scan = scan_archive(path, progress=sys.stderr.isatty(), workers=workers)
+    scan = scan_archive(path, progress=sys.stderr.isatty(), workers=workers, group_by=group_by)
     frames = [v.n_frames for s in scan.studies for v in s.videos]
     examples: dict[str, list[dict[str, str]]] = {}
     for file, reason, message in scan.skipped_files:

@@ -32,14 +32,26 @@ def synth(
     frames: int = typer.Option(32, "--frames", help="Frames per echo video."),
     workers: int = typer.Option(2, "--workers", help="Worker processes."),
     check: bool = typer.Option(False, "--check", help="Measure the written cohort and print the check figures."),
+    layout: str = typer.Option("e2r", "--layout", help="e2r (OUT/echo, OUT/ecg, pairs.csv, phenotypes.csv) or mimic "
+                               "(MIMIC-IV-ECG + MIMIC-IV-ECHO folders and CSVs, for `e2r pair mimic` and "
+                               "`e2r phenotypes import mimic-iv-echo`)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Write a synthetic (phantom) cohort of paired ECGs and multi-view echo studies.
 
     Writes OUT/echo (DICOM studies), OUT/ecg (WFDB records), OUT/phenotypes.csv,
-    OUT/pairs.csv and OUT/manifest.json. All data are synthetic.
+    OUT/pairs.csv and OUT/manifest.json (--layout mimic: OUT/mimic-iv-ecg, OUT/mimic-iv-echo in the
+    datasets' own layouts). All data are synthetic.
     """
+    from e2r.errors import ConfigError
     from e2r.phantom import write_cohort
+
+    if layout not in ("e2r", "mimic"):
+        raise ConfigError(f"--layout {layout!r}: must be e2r or mimic")
+    if layout == "mimic" and check:
+        raise ConfigError("--check measures the e2r layout; run `e2r synth` without --layout mimic to check a cohort")
+    if layout == "mimic":
+        from e2r.phantom.mimic_layout import write_mimic_cohort as write_cohort  # noqa: F811
 
     summary = write_cohort(out, patients, seed, compressed=not uncompressed, size=size,
                            frames=frames, workers=workers, progress=not as_json)

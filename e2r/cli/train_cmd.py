@@ -13,6 +13,7 @@ from e2r.cli.common import (
     DataDirOpt,
     DataOpt,
     DeviceOpt,
+    GroupByOpt,
     JsonOpt,
     QuietOpt,
     ResumeOpt,
@@ -56,6 +57,7 @@ def train(
     freeze_echo: bool = typer.Option(False, "--freeze-echo", help="Without --echo-encoder: freeze e2r's own (random-init) video encoder and cache its embeddings (an ablation)."),
     ecg_weights: Optional[Path] = typer.Option(None, "--ecg-weights", help="OTiS ECG encoder weights to start from."),
     phenotypes: Optional[Path] = typer.Option(None, "--phenotypes", help="Phenotype CSV for validation (default: phenotypes.csv beside the pairs CSV)."),
+    group_by: str = GroupByOpt,
     select_metric: Optional[str] = typer.Option(None, "--select-metric", help="Validation figure that picks the best epoch (default val_pheno_map; e.g. val_knn_le45_auroc, val_exact_map, val_loss)."),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -83,7 +85,7 @@ def train(
     if echo_encoder is not None and freeze_echo:
         raise ConfigError("--freeze-echo is for e2r's own random-init encoder; --echo-encoder is frozen already")
     config = make_train_config(
-        data, out, preset=preset, archive=str(archive) if archive else None,
+        data, out, preset=preset, archive=str(archive) if archive else None, group_by=group_by,
         cache_dir=str(cache_dir or home_dir(data_dir) / "cache"), aggregation=aggregation,
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
         warmup_epochs=warmup_epochs, seed=seed, device=device, workers=workers,

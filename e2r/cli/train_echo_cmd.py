@@ -11,8 +11,8 @@ from e2r.cli.common import (
     ArchiveOpt,
     CacheDirOpt,
     DataDirOpt,
-    DataOpt,
     DeviceOpt,
+    GroupByOpt,
     JsonOpt,
     QuietOpt,
     ResumeOpt,
@@ -30,10 +30,13 @@ def register(app: typer.Typer) -> None:
 
 
 def train_echo(
-    data: Path = DataOpt,
+    data: Path = typer.Option(..., "--data", help="Cohort folder holding pairs.csv and phenotypes.csv, a pairs CSV, "
+                              "or an EchoNet-Dynamic folder (FileList.csv + Videos/*.avi; needs PyAV, "
+                              "pip install 'e2r[echonet]')."),
     out: Path = typer.Option(..., "--out", help="Tower folder: tower.json, weights.pt, checkpoints/, train_log.jsonl."),
     archive: Optional[Path] = ArchiveOpt,
     phenotypes: Optional[Path] = typer.Option(None, "--phenotypes", help="Phenotype CSV (default: phenotypes.csv beside the pairs CSV)."),
+    group_by: str = GroupByOpt,
     preset: str = typer.Option("tiny", "--preset", help="Model preset whose video encoder is trained: tiny (CPU) or base."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs (default 15)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Videos per batch (default 64)."),
@@ -55,6 +58,10 @@ def train_echo(
     normalisation statistics and the per-field validation r and MAE. Studies without any
     measured phenotype take no part. Then align the ECG to it:
     `e2r train --data COHORT --echo-encoder OUT`.
+
+    An EchoNet-Dynamic folder as --data (detected by its FileList.csv) trains on its AVI videos
+    instead: EF, EDV, ESV -> lvef, lvedv, lvesv; FileList's TRAIN/VAL split; TEST never read;
+    missing or corrupt videos skipped and counted.
     """
     import logging
 
@@ -63,7 +70,7 @@ def train_echo(
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = make_train_config(
-        data, out, preset=preset, defaults=ECHO_DEFAULTS, archive=str(archive) if archive else None,
+        data, out, preset=preset, defaults=ECHO_DEFAULTS, archive=str(archive) if archive else None, group_by=group_by,
         cache_dir=str(cache_dir or home_dir(data_dir) / "cache"), epochs=epochs, batch_size=batch_size, lr=lr,
         seed=seed, device=device, workers=workers, resume=resume, progress=not quiet,
         phenotypes=str(phenotypes) if phenotypes else None)
@@ -75,7 +82,13 @@ def train_echo(
     print_table(summary["fields"], ["field", "val_r", "val_study_r", "val_mae"])
     typer.echo("")
     print_table([{"item": k, "value": v} for k, v in summary.items() if k != "fields"], ["item", "value"])
-    typer.echo(f"\nnext: e2r train --data {data} --echo-encoder {out}")
+    cohort = "COHORT" if _trained_on_echonet(result) else data
+    typer.echo(f"\nnext: e2r train --data {cohort} --echo-encoder {out}")
+
+
+def _trained_on_echonet(result: Any) -> bool:
+    """Whether the tower was trained on an EchoNet-Dynamic folder (then align on another cohort)."""
+    return "echonet" in result.data_summary
 
 
 def _summary(result: Any) -> dict[str, Any]:
@@ -85,6 +98,7 @@ def _summary(result: Any) -> dict[str, Any]:
         "epochs": result.epochs, "val_mean_r": m.get("val_mean_r"), "val_loss": m.get("val_loss"),
         "train_studies": d.get("train_studies"), "val_studies": d.get("val_studies"),
         "train_videos": d.get("train_videos"), "unlabelled_studies": d.get("unlabelled"),
+        **{k: d[k] for k in ("echonet", "bad_rows", "failed_videos", "missing_videos") if k in d},
         "videos_per_s": result.items_per_s, "train_time_s": result.train_time_s, "device": result.device,
         "fields": [{"field": f, "val_r": m.get(f"val_r_{f}"), "val_study_r": m.get(f"val_study_r_{f}"),
                     "val_mae": m.get(f"val_mae_{f}")} for f in d.get("fields", [])],

@@ -20,6 +20,9 @@ from e2r.util import one_line, sniff_dicom
 
 log = logging.getLogger(__name__)
 
+# How videos become studies: by DICOM StudyInstanceUID (default) or by the folder holding them.
+GROUP_BY = ("uid", "folder")
+
 
 @dataclass(frozen=True)
 class StudyInfo:
@@ -56,17 +59,24 @@ def is_dicom_file(path: Union[str, Path]) -> bool:
     return sniff_dicom(Path(path))[0]
 
 
-def scan_archive(root: Union[str, Path], progress: bool = False, workers: int = 1) -> ArchiveScan:
+def scan_archive(root: Union[str, Path], progress: bool = False, workers: int = 1,
+                 group_by: str = "uid") -> ArchiveScan:
     """Scan a folder tree (any layout, any file names) for echo videos, reading headers only.
 
-    Videos are grouped by StudyInstanceUID. Files that are not videos are skipped and counted by
-    reason (`empty_file`, `not_dicom`, `corrupt`, `structured_report`, `other_modality`,
-    `not_video`, `single_frame`, `missing_uid` for a video without StudyInstanceUID, `duplicate`
-    for a second file with an already-seen SOPInstanceUID, `unreadable`). Hidden files and
+    Videos are grouped by StudyInstanceUID (`group_by="uid"`), or by the folder that holds them
+    (`group_by="folder"`, for archives whose UIDs are not one per study folder): the study key is
+    then the folder's name (MIMIC-IV-ECHO's `s{study_id}`), with `~` and 8 hex digits of its path
+    relative to `root` appended where two folders share a name; `missing_uid` then does not apply.
+    Files that are not videos are skipped and counted by reason (`empty_file`, `not_dicom`,
+    `corrupt`, `structured_report`, `other_modality`, `not_video`, `single_frame`, `missing_uid`
+    for a video without StudyInstanceUID, `duplicate` for a second file with an already-seen
+    SOPInstanceUID, `unreadable`). Hidden files and
     folders (names starting with ".") are ignored. `workers` > 1 reads headers in threads (helps
     on network file systems). Raises DataError only when `root` is not a folder.
     """
     root = Path(root)
+    if group_by not in GROUP_BY:
+        raise DataError(f"--group-by {group_by!r}: must be one of {', '.join(GROUP_BY)}")
     if not root.is_dir():
         raise DataError(f"{root}: is not a folder; pass the folder that holds the echo DICOM files.")
     files = list(_walk(root))
@@ -87,7 +97,7 @@ def scan_archive(root: Union[str, Path], progress: bool = False, workers: int = 
         for path, info, err in results:
             if err is not None:
                 skipped.append((path, err.reason, str(err)))
-            elif info is not None and not info.study_uid:
+            elif info is not None and not info.study_uid and group_by == "uid":
                 skipped.append((path, "missing_uid", f"{path}: video has no StudyInstanceUID; "
                                 "it cannot be grouped into a study, fix the file's tags."))
             elif info is not None and info.sop_uid and info.sop_uid in seen_sop:
@@ -103,7 +113,7 @@ def scan_archive(root: Union[str, Path], progress: bool = False, workers: int = 
     if skipped:
         log.info("scan of %s: %d videos, skipped %s", root, len(videos), dict(counts))
     return ArchiveScan(
-        studies=_group(videos),
+        studies=_group(videos, folder_keys(root, videos) if group_by == "folder" else None),
         skipped=dict(sorted(counts.items())),
         skipped_files=tuple(skipped),
         n_files=len(files),
@@ -130,10 +140,28 @@ def _read_one(path: str) -> tuple[str, Optional[VideoInfo], Optional[DicomReadEr
         return path, None, DicomReadError(msg, reason="unreadable")
 
 
-def _group(videos: list[VideoInfo]) -> tuple[StudyInfo, ...]:
+def folder_keys(root: Path, videos: list[VideoInfo]) -> dict[str, str]:
+    """{video path: study key} under `group_by="folder"` (see scan_archive)."""
+    import hashlib
+
+    folders = sorted({os.path.dirname(str(v.path)) for v in videos})
+    names: dict[str, int] = {}
+    for f in folders:
+        names[os.path.basename(f)] = names.get(os.path.basename(f), 0) + 1
+    key_of = {}
+    for f in folders:
+        name = os.path.basename(f)
+        if names[name] > 1:
+            rel = Path(os.path.relpath(f, root)).as_posix()
+            name = f"{name}~{hashlib.sha1(rel.encode()).hexdigest()[:8]}"
+        key_of[f] = name
+    return {str(v.path): key_of[os.path.dirname(str(v.path))] for v in videos}
+
+
+def _group(videos: list[VideoInfo], keys: Optional[dict[str, str]] = None) -> tuple[StudyInfo, ...]:
     by_study: dict[str, list[VideoInfo]] = {}
     for v in videos:
-        by_study.setdefault(v.study_uid, []).append(v)
+        by_study.setdefault(keys[str(v.path)] if keys else v.study_uid, []).append(v)
     studies = []
     for uid in sorted(by_study):
         vids = tuple(sorted(by_study[uid], key=lambda v: v.path))

@@ -134,18 +134,19 @@ def write_echo_dicom(path: Path, frames: np.ndarray, meta: EchoSeriesMeta, compr
 
 
 def write_ecg_wfdb(directory: Path, record_name: str, signal: np.ndarray, fs: float, layout: str,
-                   base_date: str | None = None) -> None:
+                   base_date: str | None = None, gain: float = 1000.0) -> None:
     """Write a (12, T) mV canonical-order ECG as WFDB format 16 with the leads in `layout` order.
 
-    base_date is YYYYMMDD (written as the header's base date). The header and the interleaved
+    base_date is YYYYMMDD (written as the header's base date); gain is ADC units per mV (MIMIC-IV-ECG
+    writes 200). The header and the interleaved
     little-endian int16 samples are written here directly: wfdb.wrsamp produces the same files
     but spends ~0.15 s per record in header bookkeeping, which dominated cohort writing. Tests read
     every record back with wfdb.rdrecord.
     """
     names = LEAD_LAYOUTS[layout]
     order = [_CANONICAL_KEYS.index(name.lower()) for name in names]
-    # 1000 ADC units per mV (1 uV resolution) covers +-32 mV, far beyond any surface ECG.
-    digital = np.clip(np.round(signal[order] * 1000.0), -32767, 32767).astype("<i2")  # (12, T)
+    # 1000 ADC units per mV (1 uV resolution, the default) covers +-32 mV, far beyond any surface ECG.
+    digital = np.clip(np.round(signal[order] * gain), -32767, 32767).astype("<i2")  # (12, T)
     n = digital.shape[1]
     directory.mkdir(parents=True, exist_ok=True)
     dat = f"{record_name}.dat"
@@ -155,6 +156,6 @@ def write_ecg_wfdb(directory: Path, record_name: str, signal: np.ndarray, fs: fl
     lines = [head]
     for ch, name in enumerate(names):
         checksum = int(digital[ch].astype(np.int64).sum() % 65536)
-        lines.append(f"{dat} 16 1000(0)/mV 16 0 {int(digital[ch, 0])} {checksum} 0 {name}")
+        lines.append(f"{dat} 16 {gain:g}(0)/mV 16 0 {int(digital[ch, 0])} {checksum} 0 {name}")
     (directory / f"{record_name}.hea").write_text("\n".join(lines) + "\n")
     (directory / dat).write_bytes(np.ascontiguousarray(digital.T).tobytes())

@@ -61,7 +61,7 @@ def run_phantom_benchmark(size: RunSize, seeds: Optional[int], patients: Optiona
 
 def run_model_eval(model: Path, pairs: Path, archive: Optional[Path], phenotypes: Optional[Path], collection: str,
                     workdir: Path, out: Path, data_dir: Optional[Path], qdrant_url: Optional[str],
-                    api_key: Optional[str], say, command: str, progress: bool):
+                    api_key: Optional[str], say, command: str, progress: bool, group_by: str = "uid"):
     from e2r.bundle import load_model
     from e2r.errors import DataError
 
@@ -78,7 +78,7 @@ def run_model_eval(model: Path, pairs: Path, archive: Optional[Path], phenotypes
         context={"command": command, "model_hash": loaded.hash, "archive": str(archive)},
     ).validate()
     with open_store(data_dir=home, url=qdrant_url, api_key=api_key) as store:
-        steps = BenchmarkSteps(store=store, index=_index_step(archive, phenotypes, store, home, progress))
+        steps = BenchmarkSteps(store=store, index=_index_step(archive, phenotypes, store, home, progress, group_by))
         return run_benchmark(spec, steps, say)
 
 
@@ -205,14 +205,15 @@ def _finished_bundle(out_dir: Path, cfg: Any, tower_hash: Optional[str]) -> bool
                                                        "lr", "echo_encoder"))
 
 
-def _index_step(archive: Path, phenotypes: Path, store: Any, home: Path, progress: bool):
+def _index_step(archive: Path, phenotypes: Path, store: Any, home: Path, progress: bool, group_by: str = "uid"):
     from e2r.bundle import load_model
     from indexer.config import IndexConfig
     from indexer.pipeline import index_archive
 
     def run(model_dir: Path, collection: str) -> dict[str, Any]:
         cfg = IndexConfig(archive=archive, model_dir=model_dir, phenotypes=phenotypes if phenotypes.is_file() else None,
-                          collection=collection, salt_path=home / "patient_salt", progress=progress)
+                          collection=collection, salt_path=home / "patient_salt", progress=progress,
+                          group_by=group_by)
         return index_archive(cfg, store, load_model(model_dir)).to_dict()
 
     return run
