@@ -22,10 +22,13 @@ app = typer.Typer(
 _COMMAND_MODULES = (
     "demo_cmd",
     "synth_cmd",
+    "pair_cmd",
+    "phenotypes_cmd",
     "train_echo_cmd",
     "train_cmd",
     "index_cmd",
     "search_cmd",
+    "serve_cmd",
     "eval_cmd",
     "inspect_cmd",
 )
