@@ -371,8 +371,9 @@ def test_plain_headers_are_read_as_wfdb_reads_them(tmp_path):
 
     written = [write_record(tmp_path, f"w{fmt}", synthetic_ecg(500, 1.0, seed=1), 500, fmt=fmt).with_suffix(".hea")
                for fmt in ("16", "212")]
+    other_rate = write_record(tmp_path, "w16_250", synthetic_ecg(250, 2.0, seed=2), 250).with_suffix(".hea")
     accepted = 0
-    for header_path in [*_real_headers(), *written]:
+    for header_path in [*_real_headers(), *written, other_rate]:
         plain = _plain_header(_header_lines(header_path), header_path.stem)
         if plain is None:
             continue
