@@ -113,7 +113,7 @@ def read_phenotypes(path: str | Path) -> tuple[dict[str, dict[str, Any]], list[P
                         raise ValueError("empty study_uid")
                     values: dict[str, Any] = {"study_date": (raw.get("study_date") or "").strip() or None}
                     for field in NUMERIC_FIELDS:
-                        values[field] = _number(raw.get(field), field)
+                        values[field] = parse_number(raw.get(field), field)
                     rhythm = (raw.get("rhythm") or "").strip()
                     values["rhythm"] = rhythm or None
                     values.update(derive_labels(values))
@@ -126,7 +126,8 @@ def read_phenotypes(path: str | Path) -> tuple[dict[str, dict[str, Any]], list[P
     return rows, errors
 
 
-def _number(text: Optional[str], field: str) -> Optional[float]:
+def parse_number(text: Optional[str], field: str) -> Optional[float]:
+    """A finite float from a CSV cell, None when empty; ValueError naming the field otherwise."""
     if text is None or text.strip() == "":
         return None
     try:

@@ -11,7 +11,7 @@ import io
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 from e2r.errors import DataError
 
@@ -57,8 +57,10 @@ def open_text(path: str | Path) -> Iterator[io.TextIOBase]:
         text.close()
 
 
-def read_rows(path: str | Path, required: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
-    """Stream (line number, row) from a CSV, after checking that every `required` column exists.
+def read_rows(path: str | Path, required: Sequence[str],
+              expected: Optional[str] = None) -> Iterator[tuple[int, dict[str, str]]]:
+    """Stream (line number, row) from a CSV, after checking that every `required` column exists
+    (the missing-column line ends with "expected `expected`" when given).
 
     Column names are matched after stripping spaces. Reading stops with one DataError line when the
     file is unreadable (not UTF-8, not gzip, truncated). Memory stays bounded: one row at a time.
@@ -71,7 +73,8 @@ def read_rows(path: str | Path, required: Sequence[str]) -> Iterator[tuple[int, 
             missing = [c for c in required if c not in header]
             if missing:
                 raise DataError(f"{path}: missing column(s) {', '.join(missing)}; columns found: "
-                                f"{', '.join(header) or '(none)'}; rename the column or give the right file")
+                                f"{', '.join(header) or '(none)'}; "
+                                + (f"expected {expected}" if expected else "rename the column or give the right file"))
             for row in reader:
                 # csv.reader counts physical lines; a quoted newline makes the row span several.
                 line = reader.line_num

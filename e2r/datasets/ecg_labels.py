@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
+from e2r.datasets.columns import read_rows
 from e2r.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -107,26 +108,26 @@ def read_ptbxl(csv_path: str | Path, folds: Optional[Sequence[int]] = (PTBXL_TES
     errors: list[str] = []
     for line, row in _rows(csv_path, PTBXL_COLUMNS, "PTB-XL's ptbxl_database.csv"):
         try:
-            fold = int(float(row["strat_fold"]))
+            fold = int(float(row.get("strat_fold", "")))
         except ValueError:
-            _bad(errors, skipped, "bad_row", f"{csv_path}:{line}: strat_fold {row['strat_fold']!r} is not a number")
+            _bad(errors, skipped, "bad_row", f"{csv_path}:{line}: strat_fold {row.get('strat_fold', '')!r} is not a number")
             continue
         if wanted is not None and fold not in wanted:
             skipped["other_fold"] += 1
             continue
         try:
-            codes = ast.literal_eval(row["scp_codes"] or "{}")
+            codes = ast.literal_eval(row.get("scp_codes", "") or "{}")
             if not isinstance(codes, dict):
                 raise ValueError
         except (ValueError, SyntaxError):
-            _bad(errors, skipped, "bad_row", f"{csv_path}:{line}: scp_codes {row['scp_codes'][:40]!r} is not a "
+            _bad(errors, skipped, "bad_row", f"{csv_path}:{line}: scp_codes {row.get('scp_codes', '')[:40]!r} is not a "
                  "dict string such as {'NORM': 100.0}")
             continue
         name = _ptbxl_record(root, row)
         if name is None:
             _bad(errors, skipped, "bad_row", f"{csv_path}:{line}: no filename_hr / filename_lr")
             continue
-        items.append(LabelledECG(str(root / name), f"ecg_id {row['ecg_id']}", int(PTBXL_LVH in codes)))
+        items.append(LabelledECG(str(root / name), f"ecg_id {row.get('ecg_id', '')}", int(PTBXL_LVH in codes)))
     notes = (f"strat_fold {', '.join(map(str, sorted(wanted)))} evaluated" if wanted else "all folds evaluated",
              "PTB-XL's LVH is a cardiologist's ECG statement, not an echo measurement")
     return LabelSet(str(csv_path), "ptbxl", tuple(items), dict(skipped), tuple(errors), notes)
@@ -210,23 +211,10 @@ def _header(path: Path) -> list[str]:
 
 
 def _rows(path: Path, required: Sequence[str], what: str):
-    """(line, row) of a CSV after checking its columns; DataError names the file, the missing
-    column(s) and the columns found."""
+    """(line, row) of a CSV after checking its columns (e2r.datasets.columns.read_rows)."""
     if not path.is_file():
         raise DataError(f"{path}: not found; give {what}")
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            found = [c.strip() for c in (reader.fieldnames or [])]
-            missing = [c for c in required if c not in found]
-            if missing:
-                raise DataError(f"{path}: missing column(s) {', '.join(missing)}; columns found: "
-                                f"{', '.join(found) or '(none)'}; expected {what}")
-            reader.fieldnames = found
-            for row in reader:  # line_num: the row's last physical line (quoted newlines count)
-                yield reader.line_num, {k: (v if isinstance(v, str) else "") for k, v in row.items() if k is not None}
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise DataError(f"{path}: cannot read it as a CSV ({err}); save it as UTF-8 CSV") from None
+    return read_rows(path, required, expected=what)
 
 
 def _bad(errors: list[str], skipped: Counter, reason: str, message: str) -> None:

@@ -8,14 +8,14 @@ the same units as e2r's phenotype fields lvef / lvesv / lvedv.
 
 from __future__ import annotations
 
-import csv
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from e2r.datasets.columns import read_rows
 from e2r.errors import DataError
+from e2r.phenotypes import parse_number
 
 log = logging.getLogger(__name__)
 
@@ -62,28 +62,16 @@ def scan_filelist(path: str | Path) -> tuple[list[EchoNetVideo], list[FileListRo
     videos: list[EchoNetVideo] = []
     errors: list[FileListRowError] = []
     seen: set[str] = set()
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            found = [c.strip() for c in (reader.fieldnames or [])]
-            missing = [c for c in FILELIST_COLUMNS if c not in found]
-            if missing:
-                raise DataError(f"{path}: missing column(s) {', '.join(missing)}; columns found: "
-                                f"{', '.join(found) or '(none)'}; EchoNet-Dynamic's FileList.csv has "
-                                f"{', '.join(FILELIST_COLUMNS)}")
-            reader.fieldnames = found
-            for line, raw in enumerate(reader, start=2):
-                try:
-                    video = _row(raw)
-                    if video.file_name in seen:
-                        raise ValueError(f"FileName {video.file_name!r} appears twice")
-                    seen.add(video.file_name)
-                    videos.append(video)
-                except ValueError as err:
-                    errors.append(FileListRowError(line, f"{path}:{line}: {err}"))
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise DataError(f"{path}: cannot read FileList.csv ({err}); it must be the UTF-8 CSV the dataset "
-                        "ships") from None
+    for line, raw in read_rows(path, FILELIST_COLUMNS,
+                               expected=f"EchoNet-Dynamic's FileList.csv columns {', '.join(FILELIST_COLUMNS)}"):
+        try:
+            video = _row(raw)
+            if video.file_name in seen:
+                raise ValueError(f"FileName {video.file_name!r} appears twice")
+            seen.add(video.file_name)
+            videos.append(video)
+        except ValueError as err:
+            errors.append(FileListRowError(line, f"{path}:{line}: {err}"))
     return videos, errors
 
 
@@ -127,17 +115,9 @@ def _row(raw: dict) -> EchoNetVideo:
 
 
 def _number(raw: dict, column: str, required: bool = False) -> Optional[float]:
-    text = (raw.get(column) or "").strip()
-    if not text:
-        if required:
-            raise ValueError(f"{column} is empty")
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{column}={text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{column}={text!r} is not finite")
+    value = parse_number((raw.get(column) or "").strip(), column)
+    if value is None and required:
+        raise ValueError(f"{column} is empty")
     return value
 
 
