@@ -102,6 +102,11 @@ def record_from_engine(r: Any, with_vectors: bool) -> Record:
     return Record(str(r.id), dict(r.payload or {}), vec)
 
 
+def hits_from_engine(points: Any) -> list[Hit]:
+    """Hits from scored points as either engine returns them (both expose id, score, payload)."""
+    return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
+
+
 def plain_payload(payload: Optional[Mapping[str, Any]], where: str = "payload") -> dict:
     """The payload as plain JSON types (numpy scalars/arrays and tuples converted; NaN -> None)."""
     if payload is None:

@@ -27,6 +27,7 @@ from e2r.store.base import (
     Record,
     SearchRequest,
     check_dims,
+    hits_from_engine,
     record_from_engine,
     VectorStore,
     _check_id,
@@ -158,7 +159,7 @@ class ClientStore(VectorStore):
         with self._errors():
             found = self._client.query_points(name, query=query.tolist(), limit=int(top_k),
                                               query_filter=_qm_filter(filter), with_payload=True).points
-        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in found]
+        return hits_from_engine(found)
 
     def search_batch(self, name: str, vector: np.ndarray, requests: Sequence[SearchRequest]) -> list[list[Hit]]:
         """The requests in one `query_batch_points` call: one round trip to the server."""
@@ -169,8 +170,7 @@ class ClientStore(VectorStore):
                  for r in live]
         with self._errors():
             found = iter(self._client.query_batch_points(name, requests=batch) if batch else [])
-        return [[Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in next(found).points]
-                if r.top_k > 0 else [] for r in requests]
+        return [hits_from_engine(next(found).points) if r.top_k > 0 else [] for r in requests]
 
     def count(self, name: str, filter: Optional[Filter] = None) -> int:
         """Exact count."""

@@ -37,6 +37,7 @@ from e2r.store.base import (
     Record,
     SearchRequest,
     check_dims,
+    hits_from_engine,
     record_from_engine,
     VectorStore,
     _check_id,
@@ -237,13 +238,9 @@ class EdgeStore(VectorStore):
         query = as_query(vector, self.dim(name), name)
         if top_k <= 0:
             return []
-        request = qe.QueryRequest(
-            limit=int(top_k), query=qe.Query.Nearest(query), filter=_edge_filter(filter),
-            with_payload=True, params=self._params(name, top_k),
-        )
         with _edge_errors(f"searching collection {name!r}"):
-            found = shard.query(request)
-        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in found]
+            found = shard.query(self._request(name, query, SearchRequest(top_k, filter)))
+        return hits_from_engine(found)
 
     def search_batch(self, name: str, vector: np.ndarray, requests: Sequence[SearchRequest]) -> list[list[Hit]]:
         """The requests in one `query_batch` call: the engine plans them together and only the
@@ -251,15 +248,10 @@ class EdgeStore(VectorStore):
         shard = self._shard(name)
         query = as_query(vector, self.dim(name), name)
         live = [r for r in requests if r.top_k > 0]
-        batch = [qe.QueryRequest(
-            limit=int(r.top_k), query=qe.Query.Nearest(query), filter=_edge_filter(r.filter),
-            with_payload=_edge_payload(r.payload_fields),
-            params=self._params(name, r.top_k),
-        ) for r in live]
+        batch = [self._request(name, query, r) for r in live]
         with _edge_errors(f"searching collection {name!r}"):
             found = iter(shard.query_batch(qe.QueryBatchRequest(batch)) if batch else [])
-        return [[Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in next(found)] if r.top_k > 0 else []
-                for r in requests]
+        return [hits_from_engine(next(found)) if r.top_k > 0 else [] for r in requests]
 
     def count(self, name: str, filter: Optional[Filter] = None) -> int:
         """Exact count."""
@@ -352,6 +344,11 @@ class EdgeStore(VectorStore):
                 raise StoreError(f"{path}: unreadable collection file ({err}); the store folder is damaged, "
                                  "re-index into a new --collection") from None
         return self._sidecars[name]
+
+    def _request(self, name: str, query: Any, req: SearchRequest) -> Any:
+        """The engine's query for one search (the payload keys of `req.payload_fields` only)."""
+        return qe.QueryRequest(limit=int(req.top_k), query=qe.Query.Nearest(query), filter=_edge_filter(req.filter),
+                               with_payload=_edge_payload(req.payload_fields), params=self._params(name, req.top_k))
 
     def _params(self, name: str, top_k: int) -> Any:
         settings = self._settings.get(name)
