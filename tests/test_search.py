@@ -158,6 +158,24 @@ def test_search_while_store_is_held_by_another_process(indexed):
         holder.wait()
 
 
+def test_search_process_exits_with_its_code_and_complete_output(indexed, tmp_path):
+    """The console entry point leaves without the interpreter's teardown once torch is loaded
+    (e2r.cli._exit): the exit code, the whole of stdout and batch files written must survive it."""
+    root, home, uids = indexed
+    cmd = [sys.executable, "-m", "e2r", "search", "--data-dir", str(home)]
+    ok = subprocess.run([*cmd, str(root / "ecgs" / "r0.hea"), "--top-k", "3", "--json"],
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert {n["study_uid"] for n in json.loads(ok.stdout)["neighbours"]} <= set(uids)
+    out = tmp_path / "batch.jsonl"
+    batch = subprocess.run([*cmd, str(root / "ecgs"), "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert batch.returncode == 0 and len(out.read_text().splitlines()) == 4  # r0-r2 + broken
+    bad = subprocess.run([*cmd, str(root / "ecgs" / "broken.hea")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "broken" in bad.stderr and bad.stdout == ""
+    usage = subprocess.run([*cmd, "--no-such-option"], capture_output=True, text=True, timeout=120)
+    assert usage.returncode == 2
+
+
 def test_python_api_returns_typed_results(indexed):
     from e2r.store import open_store
     from queries.search import Searcher, SearchResult

@@ -489,7 +489,8 @@ def test_edge_index_settings_are_the_collections_and_a_rerun_with_others_changes
 
 
 def test_edge_collection_of_a_store_without_index_settings_opens_with_qdrants_defaults(tmp_path):
-    """A collection written before index settings existed (no "index" key) opens and searches."""
+    """A collection written before index settings existed (no "index" key) opens and searches,
+    read as Qdrant's defaults: built with payload links, searched without ACORN."""
     from e2r.store.edge import EdgeStore, IndexSettings
 
     pts = make_points(50, seed=8)
@@ -501,8 +502,50 @@ def test_edge_collection_of_a_store_without_index_settings_opens_with_qdrants_de
     del old["index"]
     sidecar.write_text(json.dumps(old))
     with EdgeStore(tmp_path / "store") as s:
-        assert IndexSettings.from_sidecar(s._sidecar("c")) == IndexSettings()
+        assert IndexSettings.from_sidecar(s._sidecar("c")) == IndexSettings(
+            m=16, ef_construct=100, payload_m=None, acorn_max_selectivity=None)
         assert s.search("c", pts[0].vector, 1)[0].id == pts[0].id
+        assert s.search("c", pts[0].vector, 3, parse_filter(["lvef<40"]))
+
+
+def test_edge_index_settings_reach_the_engine():
+    """New collections: no payload-aware links, ACORN for filtered searches; an old collection's
+    settings (Qdrant's) ask for neither; invalid values are refused with the field named."""
+    from e2r.errors import ConfigError
+    from e2r.store.edge import IndexSettings
+
+    new = IndexSettings()
+    assert new.edge_config(32, 64).hnsw_config.payload_m == 0
+    params = new.search_params(512)
+    assert params.hnsw_ef == 512 and params.acorn.enable and params.acorn.max_selectivity == 0.4
+    old = IndexSettings.from_sidecar({"index": {"m": 16, "ef_construct": 100}})
+    assert old.edge_config(32, 64).hnsw_config.payload_m is None and old.search_params(512).acorn is None
+    from e2r.store.edge import auto_hnsw_ef
+
+    assert [auto_hnsw_ef(n) for n in (0, 230_000, 250_001, 1_000_000, 10**8)] == [512, 512, 1024, 2048, 4096]
+    for bad, field in (({"payload_m": -1}, "payload_m"), ({"acorn_max_selectivity": 0.0}, "acorn_max_selectivity")):
+        with pytest.raises(ConfigError, match=field):
+            IndexSettings(**bad).validate()
+
+
+def test_edge_search_breadth_grows_with_the_collection(tmp_path, monkeypatch):
+    """hnsw_ef=None (the default): each collection is searched with auto_hnsw_ef of its point
+    count, recomputed after writes; an explicit hnsw_ef is used as given."""
+    import e2r.store.edge as edge
+
+    monkeypatch.setattr(edge, "EF_PER_POINTS", (512, 100))  # 512 more per started 100 points
+    pts = make_points(250, seed=12)
+    with edge.EdgeStore(tmp_path / "store") as s:
+        s.create_collection("c", 16, {}, TEST_SCHEMA)
+        s.upsert("c", pts[:100])
+        assert s._params("c", 10).hnsw_ef == 512
+        s.upsert("c", pts[100:])
+        assert s._params("c", 10).hnsw_ef == 1536 and s._params("c", 2000).hnsw_ef == 2000
+        s.delete("c", [p.id for p in pts[:160]])
+        assert s._params("c", 10).hnsw_ef == 512
+        assert s.search("c", pts[200].vector, 1)[0].id == pts[200].id
+    with edge.EdgeStore(tmp_path / "store", hnsw_ef=64) as s:
+        assert s._params("c", 10).hnsw_ef == 64
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

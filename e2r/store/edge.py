@@ -51,12 +51,21 @@ from e2r.util import atomic_write, one_line
 log = logging.getLogger(__name__)
 
 SIDECAR = "collection.json"
-# HNSW search breadth. bench/bench_store.py on trained-model embeddings (128-d, tightly clustered:
-# median nearest-neighbour cosine 0.994), m=16: recall@10 at 230k studies 0.947 with ef 128, 0.980
-# with 256, 0.998 with 512 (p50 1.7 / 1.4 / 2.0 ms); a filtered search (lvef<40 & PLAX, ~11 % of
-# the studies) at 100k: 0.75 with 128, 1.000 with 512. 512 keeps recall@10 >= 0.98 at 1M
-# (docs/benchmarks.md, "The store at scale").
-DEFAULT_HNSW_EF = 512
+# HNSW search breadth: None = grow it with the collection (`auto_hnsw_ef`). An ECG's embedding sits
+# far from every echo study (cosine ~0.65 to its nearest), so at one breadth recall@10 falls as the
+# collection grows. bench/bench_store.py on trained-model embeddings (docs/benchmarks.md, "The
+# store at scale"): 230k with ef 512: 0.998; 1M (m 32, ef_construct 200): 0.924 / 0.979 / 0.994
+# with ef 512 / 1024 / 2048 (p50 3.3 / 4.2 / 6.9 ms).
+DEFAULT_HNSW_EF = None
+EF_PER_POINTS = (512, 250_000)  # auto: 512 per started 250k points ...
+MAX_AUTO_EF = 4096  # ... up to this (4M points; past that, shard: docs/scale.md)
+
+
+def auto_hnsw_ef(points: int) -> int:
+    """The search breadth that keeps recall@10 >= 0.98 for a collection of `points` (measured at
+    100k, 230k and 1M): 512 up to 250k points, then 512 more per 250k, at most MAX_AUTO_EF."""
+    per, block = EF_PER_POINTS
+    return min(MAX_AUTO_EF, per * max(1, -(-int(points) // block)))
 # Segments holding more vector data than this get an HNSW index when optimized (Qdrant's default);
 # smaller ones are searched exactly, which is as fast at that size.
 DEFAULT_INDEXING_THRESHOLD_KB = 10_000
@@ -71,16 +80,30 @@ class IndexSettings:
     Defaults chosen with bench/bench_store.py (docs/benchmarks.md, "The store at scale").
     """
 
-    m: int = 16  # HNSW edges per node (Qdrant's default)
-    ef_construct: int = 100  # HNSW build breadth (Qdrant's default)
+    # HNSW edges per node and build breadth (Qdrant's: 16 / 100). At 1M, 32 / 200 without payload
+    # links built in 401 s (16 / 100 with them: 578 s) and reach recall@10 0.994 vs 0.972 at ef 2048.
+    m: int = 32
+    ef_construct: int = 200
     quantization: Optional[str] = None  # None, or "int8": Qdrant scalar quantisation, kept in RAM
     oversampling: float = 2.0  # int8: candidates re-scored with the float vectors = oversampling x top_k
     vectors_on_disk: bool = False  # float vectors memory-mapped cold (read from disk to rescore)
+    # Extra HNSW links per payload-index value (Qdrant's payload-aware graph; None = Qdrant's: m).
+    # 0 builds none: they cost more than half the build (100k: 29 s -> 13 s) and filtered searches
+    # are served by ACORN instead, which finds more of the true filtered top-10 at 1M.
+    payload_m: Optional[int] = 0
+    # ACORN filtered search: when a filter passes fewer than this share of the points, the graph
+    # walk also looks at neighbours' neighbours, so it does not strand on links that fail the filter.
+    acorn_max_selectivity: Optional[float] = 0.4
 
     def validate(self) -> None:
         """ConfigError naming the first invalid field."""
         if self.m < 4 or self.ef_construct < 8:
             raise ConfigError(f"index settings: m={self.m} (>= 4) and ef_construct={self.ef_construct} (>= 8)")
+        if self.payload_m is not None and self.payload_m < 0:
+            raise ConfigError(f"index settings: payload_m={self.payload_m!r} must be None or >= 0")
+        if self.acorn_max_selectivity is not None and not 0.0 < self.acorn_max_selectivity <= 1.0:
+            raise ConfigError(f"index settings: acorn_max_selectivity={self.acorn_max_selectivity!r} "
+                              "must be None (off) or in (0, 1]")
         if self.quantization not in (None, "int8"):
             raise ConfigError(f"index settings: quantization={self.quantization!r}; use None or 'int8'")
         if not self.oversampling >= 1.0:
@@ -88,8 +111,10 @@ class IndexSettings:
 
     @classmethod
     def from_sidecar(cls, sidecar: Mapping[str, Any]) -> "IndexSettings":
-        """The settings a collection was created with (Qdrant's defaults for an older sidecar)."""
-        return cls(**{k: v for k, v in (sidecar.get("index") or {}).items() if k in cls.__dataclass_fields__})
+        """The settings a collection was created with (Qdrant's defaults for what an older sidecar
+        does not record: its graph was built with payload links and is searched without ACORN)."""
+        recorded = {k: v for k, v in (sidecar.get("index") or {}).items() if k in cls.__dataclass_fields__}
+        return cls(**{"m": 16, "ef_construct": 100, "payload_m": None, "acorn_max_selectivity": None, **recorded})
 
     def edge_config(self, dim: int, indexing_threshold_kb: int) -> Any:
         """The Qdrant Edge shard config for these settings."""
@@ -98,7 +123,8 @@ class IndexSettings:
         return qe.EdgeConfig(
             vectors=qe.EdgeVectorParams(size=int(dim), distance=qe.Distance.Cosine,
                                         memory=qe.Memory.Cold if self.vectors_on_disk else None),
-            hnsw_config=qe.HnswIndexConfig(m=self.m, ef_construct=self.ef_construct, full_scan_threshold=10_000),
+            hnsw_config=qe.HnswIndexConfig(m=self.m, ef_construct=self.ef_construct, full_scan_threshold=10_000,
+                                           payload_m=self.payload_m),
             quantization_config=quant,
             optimizers=qe.EdgeOptimizersConfig(indexing_threshold=indexing_threshold_kb),
         )
@@ -107,7 +133,9 @@ class IndexSettings:
         """Per-query parameters: HNSW breadth, and int8 rescoring with the float vectors."""
         quant = (qe.QuantizationSearchParams(rescore=True, oversampling=self.oversampling)
                  if self.quantization else None)
-        return qe.SearchParams(hnsw_ef=hnsw_ef, quantization=quant)
+        acorn = (qe.AcornSearchParams(enable=True, max_selectivity=self.acorn_max_selectivity)
+                 if self.acorn_max_selectivity is not None else None)
+        return qe.SearchParams(hnsw_ef=hnsw_ef, quantization=quant, acorn=acorn)
 _EDGE_TYPES = {
     "keyword": qe.PayloadSchemaType.Keyword,
     "integer": qe.PayloadSchemaType.Integer,
@@ -121,12 +149,13 @@ class EdgeStore(VectorStore):
 
     backend = "edge"
 
-    def __init__(self, root: Path, *, wait_s: float = 0.0, hnsw_ef: int = DEFAULT_HNSW_EF,
+    def __init__(self, root: Path, *, wait_s: float = 0.0, hnsw_ef: Optional[int] = DEFAULT_HNSW_EF,
                  indexing_threshold_kb: int = DEFAULT_INDEXING_THRESHOLD_KB,
                  index_settings: Optional[IndexSettings] = None):
         self.root = Path(root).expanduser()
         self.location = str(self.root)
-        self.hnsw_ef = int(hnsw_ef)
+        self.hnsw_ef = None if hnsw_ef is None else int(hnsw_ef)  # None: auto_hnsw_ef of each collection
+        self._auto_ef: dict[str, int] = {}  # per collection, from its point count; reset by writes
         # For collections created from now on; an existing collection keeps the ones it was made with.
         self.indexing_threshold_kb = int(indexing_threshold_kb)
         self.index_settings = index_settings or IndexSettings()
@@ -196,6 +225,7 @@ class EdgeStore(VectorStore):
             shard.close()
         self._sidecars.pop(name, None)
         self._settings.pop(name, None)
+        self._auto_ef.pop(name, None)
         self._dirty.discard(name)
         doomed = self._collections / f".dropping-{name}-{os.getpid()}"
         os.replace(self._collections / name, doomed)
@@ -231,6 +261,7 @@ class EdgeStore(VectorStore):
                 shard.update(qe.UpdateOperation.upsert_points(batch))
         if points:
             self._dirty.add(name)
+            self._auto_ef.pop(name, None)
 
     def search(self, name: str, vector: np.ndarray, top_k: int, filter: Optional[Filter] = None) -> list[Hit]:
         """HNSW search (exact for segments not yet indexed), best first."""
@@ -277,6 +308,7 @@ class EdgeStore(VectorStore):
             with _edge_errors(f"deleting from collection {name!r}"):
                 shard.update(qe.UpdateOperation.delete_points(wanted))
             self._dirty.add(name)
+            self._auto_ef.pop(name, None)
 
     def iterate(self, name: str, filter: Optional[Filter] = None, batch_size: int = 1000,
                 with_vectors: bool = False) -> Iterator[Record]:
@@ -354,7 +386,12 @@ class EdgeStore(VectorStore):
         settings = self._settings.get(name)
         if settings is None:
             settings = self._settings[name] = IndexSettings.from_sidecar(self._sidecar(name))
-        return settings.search_params(max(self.hnsw_ef, int(top_k)))
+        ef = self.hnsw_ef
+        if ef is None:
+            ef = self._auto_ef.get(name)
+            if ef is None:
+                ef = self._auto_ef[name] = auto_hnsw_ef(self._shard(name).info().points_count)
+        return settings.search_params(max(ef, int(top_k)))
 
     def _shard(self, name: str) -> qe.EdgeShard:
         self._sidecar(name)
