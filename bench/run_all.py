@@ -42,7 +42,7 @@ def script_args(name: str, args: argparse.Namespace, out: Path) -> list[str]:
     """Arguments that make a figure script measure the issue's rows and write JSON to `out`."""
     if name == "bench_store":
         real = ["--real", *args.real, "--ecgs", args.ecgs] if args.real else []
-        return [*real, "--backends", "edge", "--configs", STORE_CONFIG, "--brute",
+        return [*real, "--backends", "edge", "--configs", STORE_CONFIG, "--brute", "--efs", "512", "1024", "2048",
                 "--sizes", *map(str, args.store_sizes), "--out", str(out)]
     if name == "bench_search":
         return ["--presets", "tiny", "--sizes", "100000", "--importtime", "--out", str(out)]
