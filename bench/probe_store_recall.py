@@ -58,6 +58,8 @@ def main() -> None:
     ap.add_argument("--m", type=int, default=32)
     ap.add_argument("--ef-construct", type=int, default=200)
     ap.add_argument("--payload-m", type=int, default=0, help="-1: Qdrant's default (payload links with m)")
+    ap.add_argument("--exact-filter-points", type=int, default=None,
+                    help="filtered searches passing fewer points are exact (Qdrant's full_scan_threshold)")
     ap.add_argument("--efs", type=int, nargs="+", default=[512, 1024, 2048])
     ap.add_argument("--ties", action="store_true", help="only print the exact-neighbour statistics")
     ap.add_argument("--ties-sizes", type=int, nargs="+", default=[100_000, 230_000, 1_000_000])
@@ -82,10 +84,11 @@ def main() -> None:
     passes = bs.filter_mask(args.n, payloads)
     truth_f = bs.exact_topk(base, queries[:N_FILTERED], bs.TOP_K, passes)
     settings = IndexSettings(m=args.m, ef_construct=args.ef_construct,
-                             payload_m=None if args.payload_m < 0 else args.payload_m)
+                             payload_m=None if args.payload_m < 0 else args.payload_m,
+                             exact_filter_points=args.exact_filter_points)
     work = Path(tempfile.mkdtemp(prefix="e2r-probe-store-"))
     row = {"n": args.n, "sources": len(real), "m": args.m, "ef_construct": args.ef_construct,
-           "payload_m": settings.payload_m}
+           "payload_m": settings.payload_m, "exact_filter_points": settings.exact_filter_points}
     try:
         store = EdgeStore(work / "store", index_settings=settings)
         store.create_collection("probe", dim, {"model_hash": "probe"})

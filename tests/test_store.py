@@ -503,7 +503,7 @@ def test_edge_collection_of_a_store_without_index_settings_opens_with_qdrants_de
     sidecar.write_text(json.dumps(old))
     with EdgeStore(tmp_path / "store") as s:
         assert IndexSettings.from_sidecar(s._sidecar("c")) == IndexSettings(
-            m=16, ef_construct=100, payload_m=None, acorn_max_selectivity=None)
+            m=16, ef_construct=100, payload_m=None, acorn_max_selectivity=None, exact_filter_points=None)
         assert s.search("c", pts[0].vector, 1)[0].id == pts[0].id
         assert s.search("c", pts[0].vector, 3, parse_filter(["lvef<40"]))
 
@@ -516,14 +516,17 @@ def test_edge_index_settings_reach_the_engine():
 
     new = IndexSettings()
     assert new.edge_config(32, 64).hnsw_config.payload_m == 0
+    assert new.edge_config(128, 64).hnsw_config.full_scan_threshold == 100_000  # 200k 128-d float32 vectors, KB
     params = new.search_params(512)
     assert params.hnsw_ef == 512 and params.acorn.enable and params.acorn.max_selectivity == 0.4
     old = IndexSettings.from_sidecar({"index": {"m": 16, "ef_construct": 100}})
     assert old.edge_config(32, 64).hnsw_config.payload_m is None and old.search_params(512).acorn is None
+    assert old.edge_config(128, 64).hnsw_config.full_scan_threshold == 10_000
     from e2r.store.edge import auto_hnsw_ef
 
     assert [auto_hnsw_ef(n) for n in (0, 230_000, 250_001, 1_000_000, 10**8)] == [512, 512, 1024, 2048, 4096]
-    for bad, field in (({"payload_m": -1}, "payload_m"), ({"acorn_max_selectivity": 0.0}, "acorn_max_selectivity")):
+    for bad, field in (({"payload_m": -1}, "payload_m"), ({"acorn_max_selectivity": 0.0}, "acorn_max_selectivity"),
+                       ({"exact_filter_points": 0}, "exact_filter_points")):
         with pytest.raises(ConfigError, match=field):
             IndexSettings(**bad).validate()
 

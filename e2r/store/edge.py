@@ -94,6 +94,12 @@ class IndexSettings:
     # ACORN filtered search: when a filter passes fewer than this share of the points, the graph
     # walk also looks at neighbours' neighbours, so it does not strand on links that fail the filter.
     acorn_max_selectivity: Optional[float] = 0.4
+    # A filtered search whose filter the payload indexes estimate to pass fewer points than this
+    # is answered exactly (Qdrant's full_scan_threshold, kept in KB of vectors; None = Qdrant's
+    # 10 MB, 20k points at 128-d). Without payload links, a graph walk restricted to a filter that
+    # passes 11 % of 230k studies strands: recall@10 0.75 with ACORN at any breadth (0.42 without);
+    # exact, 1.000 in 22 ms. Broader filters keep the graph connected and go through HNSW.
+    exact_filter_points: Optional[int] = 200_000
 
     def validate(self) -> None:
         """ConfigError naming the first invalid field."""
@@ -101,6 +107,8 @@ class IndexSettings:
             raise ConfigError(f"index settings: m={self.m} (>= 4) and ef_construct={self.ef_construct} (>= 8)")
         if self.payload_m is not None and self.payload_m < 0:
             raise ConfigError(f"index settings: payload_m={self.payload_m!r} must be None or >= 0")
+        if self.exact_filter_points is not None and self.exact_filter_points < 1:
+            raise ConfigError(f"index settings: exact_filter_points={self.exact_filter_points!r} must be None or >= 1")
         if self.acorn_max_selectivity is not None and not 0.0 < self.acorn_max_selectivity <= 1.0:
             raise ConfigError(f"index settings: acorn_max_selectivity={self.acorn_max_selectivity!r} "
                               "must be None (off) or in (0, 1]")
@@ -114,7 +122,14 @@ class IndexSettings:
         """The settings a collection was created with (Qdrant's defaults for what an older sidecar
         does not record: its graph was built with payload links and is searched without ACORN)."""
         recorded = {k: v for k, v in (sidecar.get("index") or {}).items() if k in cls.__dataclass_fields__}
-        return cls(**{"m": 16, "ef_construct": 100, "payload_m": None, "acorn_max_selectivity": None, **recorded})
+        return cls(**{"m": 16, "ef_construct": 100, "payload_m": None, "acorn_max_selectivity": None,
+                      "exact_filter_points": None, **recorded})
+
+    def full_scan_threshold_kb(self, dim: int) -> int:
+        """Qdrant's full_scan_threshold for `dim`-d float32 vectors."""
+        if self.exact_filter_points is None:
+            return 10_000
+        return max(1, -(-int(self.exact_filter_points) * int(dim) * 4 // 1024))
 
     def edge_config(self, dim: int, indexing_threshold_kb: int) -> Any:
         """The Qdrant Edge shard config for these settings."""
@@ -123,7 +138,8 @@ class IndexSettings:
         return qe.EdgeConfig(
             vectors=qe.EdgeVectorParams(size=int(dim), distance=qe.Distance.Cosine,
                                         memory=qe.Memory.Cold if self.vectors_on_disk else None),
-            hnsw_config=qe.HnswIndexConfig(m=self.m, ef_construct=self.ef_construct, full_scan_threshold=10_000,
+            hnsw_config=qe.HnswIndexConfig(m=self.m, ef_construct=self.ef_construct,
+                                           full_scan_threshold=self.full_scan_threshold_kb(dim),
                                            payload_m=self.payload_m),
             quantization_config=quant,
             optimizers=qe.EdgeOptimizersConfig(indexing_threshold=indexing_threshold_kb),
