@@ -516,12 +516,13 @@ def test_edge_index_settings_reach_the_engine():
 
     new = IndexSettings()
     assert new.edge_config(32, 64).hnsw_config.payload_m == 0
-    assert new.edge_config(128, 64).hnsw_config.full_scan_threshold == 100_000  # 200k 128-d float32 vectors, KB
+    assert new.filter_is_exact(10_000, 100_000) and not new.filter_is_exact(30_000, 100_000)  # share 0.2
+    assert not new.filter_is_exact(250_000, 10_000_000)  # 2.5 %, but more points than an exact scan should read
     params = new.search_params(512)
     assert params.hnsw_ef == 512 and params.acorn.enable and params.acorn.max_selectivity == 0.4
     old = IndexSettings.from_sidecar({"index": {"m": 16, "ef_construct": 100}})
     assert old.edge_config(32, 64).hnsw_config.payload_m is None and old.search_params(512).acorn is None
-    assert old.edge_config(128, 64).hnsw_config.full_scan_threshold == 10_000
+    assert not old.filter_is_exact(10, 100_000)
     from e2r.store.edge import auto_hnsw_ef
 
     assert [auto_hnsw_ef(n) for n in (0, 230_000, 250_001, 1_000_000, 10**8)] == [512, 512, 1024, 2048, 4096]
@@ -549,6 +550,25 @@ def test_edge_search_breadth_grows_with_the_collection(tmp_path, monkeypatch):
         assert s.search("c", pts[200].vector, 1)[0].id == pts[200].id
     with edge.EdgeStore(tmp_path / "store", hnsw_ef=64) as s:
         assert s._params("c", 10).hnsw_ef == 64
+
+
+def test_edge_narrow_filters_are_searched_exactly(tmp_path):
+    """A filter the payload indexes estimate to pass under 20 % of the collection is searched
+    exactly (a graph walk restricted to it can strand); broad filters and none go through HNSW."""
+    from e2r.store.edge import EdgeStore, _edge_filter
+
+    pts = make_points(1000, seed=13)
+    with EdgeStore(tmp_path / "store", indexing_threshold_kb=16) as s:
+        s.create_collection("c", 16, {}, TEST_SCHEMA)
+        s.upsert("c", pts)
+        s.optimize("c")
+        narrow, broad = parse_filter(["lvef<20"]), parse_filter(["lvef<60"])  # lvef uniform 15-75
+        assert s._params("c", 10, _edge_filter(narrow)).exact
+        assert not s._params("c", 10, _edge_filter(broad)).exact and not s._params("c", 10).exact
+        query = np.random.default_rng(14).standard_normal(16)
+        for flt in (narrow, broad):
+            ids, _, _ = exact_topk(pts, query, 10, flt)
+            assert [h.id for h in s.search("c", query, 10, flt)] == ids
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

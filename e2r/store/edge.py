@@ -59,6 +59,9 @@ SIDECAR = "collection.json"
 DEFAULT_HNSW_EF = None
 EF_PER_POINTS = (512, 250_000)  # auto: 512 per started 250k points ...
 MAX_AUTO_EF = 4096  # ... up to this (4M points; past that, shard: docs/scale.md)
+# Filters passing more than this share of a collection keep its graph connected (HNSW, with ACORN
+# below acorn_max_selectivity); narrower ones are searched exactly up to exact_filter_points.
+EXACT_FILTER_SHARE = 0.2
 
 
 def auto_hnsw_ef(points: int) -> int:
@@ -94,11 +97,11 @@ class IndexSettings:
     # ACORN filtered search: when a filter passes fewer than this share of the points, the graph
     # walk also looks at neighbours' neighbours, so it does not strand on links that fail the filter.
     acorn_max_selectivity: Optional[float] = 0.4
-    # A filtered search whose filter the payload indexes estimate to pass fewer points than this
-    # is answered exactly (Qdrant's full_scan_threshold, kept in KB of vectors; None = Qdrant's
-    # 10 MB, 20k points at 128-d). Without payload links, a graph walk restricted to a filter that
-    # passes 11 % of 230k studies strands: recall@10 0.75 with ACORN at any breadth (0.42 without);
-    # exact, 1.000 in 22 ms. Broader filters keep the graph connected and go through HNSW.
+    # A filtered search is answered exactly when the payload indexes estimate that its filter
+    # passes fewer than this many points and under EXACT_FILTER_SHARE of the collection. Without
+    # payload links, a graph walk restricted to a narrow filter strands: 11 % of 230k studies,
+    # recall@10 0.75 with ACORN at any breadth (0.42 without); exact, 1.000 in 22 ms. None: the
+    # engine's own planner only (exact below Qdrant's full_scan_threshold, 10 MB of vectors).
     exact_filter_points: Optional[int] = 200_000
 
     def validate(self) -> None:
@@ -125,12 +128,6 @@ class IndexSettings:
         return cls(**{"m": 16, "ef_construct": 100, "payload_m": None, "acorn_max_selectivity": None,
                       "exact_filter_points": None, **recorded})
 
-    def full_scan_threshold_kb(self, dim: int) -> int:
-        """Qdrant's full_scan_threshold for `dim`-d float32 vectors."""
-        if self.exact_filter_points is None:
-            return 10_000
-        return max(1, -(-int(self.exact_filter_points) * int(dim) * 4 // 1024))
-
     def edge_config(self, dim: int, indexing_threshold_kb: int) -> Any:
         """The Qdrant Edge shard config for these settings."""
         quant = (qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99, memory=qe.Memory.Pinned)
@@ -138,20 +135,24 @@ class IndexSettings:
         return qe.EdgeConfig(
             vectors=qe.EdgeVectorParams(size=int(dim), distance=qe.Distance.Cosine,
                                         memory=qe.Memory.Cold if self.vectors_on_disk else None),
-            hnsw_config=qe.HnswIndexConfig(m=self.m, ef_construct=self.ef_construct,
-                                           full_scan_threshold=self.full_scan_threshold_kb(dim),
+            hnsw_config=qe.HnswIndexConfig(m=self.m, ef_construct=self.ef_construct, full_scan_threshold=10_000,
                                            payload_m=self.payload_m),
             quantization_config=quant,
             optimizers=qe.EdgeOptimizersConfig(indexing_threshold=indexing_threshold_kb),
         )
 
-    def search_params(self, hnsw_ef: int) -> Any:
-        """Per-query parameters: HNSW breadth, and int8 rescoring with the float vectors."""
+    def search_params(self, hnsw_ef: int, exact: bool = False) -> Any:
+        """Per-query parameters: HNSW breadth (or an exact search), ACORN, and int8 rescoring."""
         quant = (qe.QuantizationSearchParams(rescore=True, oversampling=self.oversampling)
                  if self.quantization else None)
         acorn = (qe.AcornSearchParams(enable=True, max_selectivity=self.acorn_max_selectivity)
                  if self.acorn_max_selectivity is not None else None)
-        return qe.SearchParams(hnsw_ef=hnsw_ef, quantization=quant, acorn=acorn)
+        return qe.SearchParams(hnsw_ef=hnsw_ef, exact=bool(exact), quantization=quant, acorn=acorn)
+
+    def filter_is_exact(self, passing: int, points: int) -> bool:
+        """Whether a filter estimated to pass `passing` of `points` is searched exactly."""
+        return (self.exact_filter_points is not None and passing < self.exact_filter_points
+                and passing < EXACT_FILTER_SHARE * points)
 _EDGE_TYPES = {
     "keyword": qe.PayloadSchemaType.Keyword,
     "integer": qe.PayloadSchemaType.Integer,
@@ -171,7 +172,7 @@ class EdgeStore(VectorStore):
         self.root = Path(root).expanduser()
         self.location = str(self.root)
         self.hnsw_ef = None if hnsw_ef is None else int(hnsw_ef)  # None: auto_hnsw_ef of each collection
-        self._auto_ef: dict[str, int] = {}  # per collection, from its point count; reset by writes
+        self._points: dict[str, int] = {}  # per collection, for the search breadth; reset by writes
         # For collections created from now on; an existing collection keeps the ones it was made with.
         self.indexing_threshold_kb = int(indexing_threshold_kb)
         self.index_settings = index_settings or IndexSettings()
@@ -241,7 +242,7 @@ class EdgeStore(VectorStore):
             shard.close()
         self._sidecars.pop(name, None)
         self._settings.pop(name, None)
-        self._auto_ef.pop(name, None)
+        self._points.pop(name, None)
         self._dirty.discard(name)
         doomed = self._collections / f".dropping-{name}-{os.getpid()}"
         os.replace(self._collections / name, doomed)
@@ -277,7 +278,7 @@ class EdgeStore(VectorStore):
                 shard.update(qe.UpdateOperation.upsert_points(batch))
         if points:
             self._dirty.add(name)
-            self._auto_ef.pop(name, None)
+            self._points.pop(name, None)
 
     def search(self, name: str, vector: np.ndarray, top_k: int, filter: Optional[Filter] = None) -> list[Hit]:
         """HNSW search (exact for segments not yet indexed), best first."""
@@ -324,7 +325,7 @@ class EdgeStore(VectorStore):
             with _edge_errors(f"deleting from collection {name!r}"):
                 shard.update(qe.UpdateOperation.delete_points(wanted))
             self._dirty.add(name)
-            self._auto_ef.pop(name, None)
+            self._points.pop(name, None)
 
     def iterate(self, name: str, filter: Optional[Filter] = None, batch_size: int = 1000,
                 with_vectors: bool = False) -> Iterator[Record]:
@@ -395,19 +396,24 @@ class EdgeStore(VectorStore):
 
     def _request(self, name: str, query: Any, req: SearchRequest) -> Any:
         """The engine's query for one search (the payload keys of `req.payload_fields` only)."""
-        return qe.QueryRequest(limit=int(req.top_k), query=qe.Query.Nearest(query), filter=_edge_filter(req.filter),
-                               with_payload=_edge_payload(req.payload_fields), params=self._params(name, req.top_k))
+        flt = _edge_filter(req.filter)
+        return qe.QueryRequest(limit=int(req.top_k), query=qe.Query.Nearest(query), filter=flt,
+                               with_payload=_edge_payload(req.payload_fields), params=self._params(name, req.top_k, flt))
 
-    def _params(self, name: str, top_k: int) -> Any:
+    def _params(self, name: str, top_k: int, flt: Any = None) -> Any:
         settings = self._settings.get(name)
         if settings is None:
             settings = self._settings[name] = IndexSettings.from_sidecar(self._sidecar(name))
-        ef = self.hnsw_ef
-        if ef is None:
-            ef = self._auto_ef.get(name)
-            if ef is None:
-                ef = self._auto_ef[name] = auto_hnsw_ef(self._shard(name).info().points_count)
-        return settings.search_params(max(ef, int(top_k)))
+        points = self._points.get(name)
+        if points is None:
+            points = self._points[name] = self._shard(name).info().points_count
+        ef = auto_hnsw_ef(points) if self.hnsw_ef is None else self.hnsw_ef
+        exact = False
+        if flt is not None and settings.exact_filter_points is not None:
+            # The payload indexes' cardinality estimate: ~0.05 ms, no vectors read.
+            passing = self._shard(name).count(qe.CountRequest(exact=False, filter=flt))
+            exact = settings.filter_is_exact(int(passing), points)
+        return settings.search_params(max(ef, int(top_k)), exact)
 
     def _shard(self, name: str) -> qe.EdgeShard:
         self._sidecar(name)
