@@ -59,7 +59,8 @@ def main() -> None:
     ap.add_argument("--ef-construct", type=int, default=200)
     ap.add_argument("--payload-m", type=int, default=0, help="-1: Qdrant's default (payload links with m)")
     ap.add_argument("--exact-filter-points", type=int, default=None,
-                    help="filtered searches passing fewer points are exact (Qdrant's full_scan_threshold)")
+                    help="IndexSettings.exact_filter_points: narrow filters passing fewer points are searched "
+                         "exactly (default: off, the engine's own planner only, as in the diagnosis)")
     ap.add_argument("--efs", type=int, nargs="+", default=[512, 1024, 2048])
     ap.add_argument("--ties", action="store_true", help="only print the exact-neighbour statistics")
     ap.add_argument("--ties-sizes", type=int, nargs="+", default=[100_000, 230_000, 1_000_000])

@@ -54,8 +54,8 @@ SIDECAR = "collection.json"
 # HNSW search breadth: None = grow it with the collection (`auto_hnsw_ef`). An ECG's embedding sits
 # far from every echo study (cosine ~0.65 to its nearest), so at one breadth recall@10 falls as the
 # collection grows. bench/bench_store.py on trained-model embeddings (docs/benchmarks.md, "The
-# store at scale"): 230k with ef 512: 0.998; 1M (m 32, ef_construct 200): 0.924 / 0.979 / 0.994
-# with ef 512 / 1024 / 2048 (p50 3.3 / 4.2 / 6.9 ms).
+# store at scale"), m 32 / ef_construct 200: 230k with ef 512: 0.997; 1M: 0.915 / 0.981 / 0.995
+# with ef 512 / 1024 / 2048 (warm p50 2.0 / 3.1 / 5.0 ms).
 DEFAULT_HNSW_EF = None
 EF_PER_POINTS = (512, 250_000)  # auto: 512 per started 250k points ...
 MAX_AUTO_EF = 4096  # ... up to this (4M points; past that, shard: docs/scale.md)
@@ -84,15 +84,16 @@ class IndexSettings:
     """
 
     # HNSW edges per node and build breadth (Qdrant's: 16 / 100). At 1M, 32 / 200 without payload
-    # links built in 401 s (16 / 100 with them: 578 s) and reach recall@10 0.994 vs 0.972 at ef 2048.
+    # links built in 401 s (16 / 100 with them: 578 s) and reach recall@10 0.994 vs 0.972 at ef 2048
+    # (bench/probe_store_recall.py).
     m: int = 32
     ef_construct: int = 200
     quantization: Optional[str] = None  # None, or "int8": Qdrant scalar quantisation, kept in RAM
     oversampling: float = 2.0  # int8: candidates re-scored with the float vectors = oversampling x top_k
     vectors_on_disk: bool = False  # float vectors memory-mapped cold (read from disk to rescore)
     # Extra HNSW links per payload-index value (Qdrant's payload-aware graph; None = Qdrant's: m).
-    # 0 builds none: they cost more than half the build (100k: 29 s -> 13 s) and filtered searches
-    # are served by ACORN instead, which finds more of the true filtered top-10 at 1M.
+    # 0 builds none: they cost more than half the build (100k: 29 s -> 13 s; 230k: 145 s -> 58 s);
+    # broad filters are served by ACORN instead, narrow ones exactly (exact_filter_points).
     payload_m: Optional[int] = 0
     # ACORN filtered search: when a filter passes fewer than this share of the points, the graph
     # walk also looks at neighbours' neighbours, so it does not strand on links that fail the filter.
@@ -410,8 +411,8 @@ class EdgeStore(VectorStore):
         ef = auto_hnsw_ef(points) if self.hnsw_ef is None else self.hnsw_ef
         exact = False
         if flt is not None and settings.exact_filter_points is not None:
-            # The payload indexes' cardinality estimate: ~0.05 ms, no vectors read.
-            passing = self._shard(name).count(qe.CountRequest(exact=False, filter=flt))
+            with _edge_errors(f"searching collection {name!r}"):  # payload indexes' estimate: ~0.05 ms
+                passing = self._shard(name).count(qe.CountRequest(exact=False, filter=flt))
             exact = settings.filter_is_exact(int(passing), points)
         return settings.search_params(max(ef, int(top_k)), exact)
 
