@@ -56,7 +56,8 @@ CONFIGS = {
     "default": {},
     "int8": {"quantization": "int8"},
     "int8-disk": {"quantization": "int8", "vectors_on_disk": True},
-    "qdrant": {"m": 16, "ef_construct": 100, "payload_m": None, "acorn_max_selectivity": None},  # e2r 0.2's
+    "qdrant": {"m": 16, "ef_construct": 100, "payload_m": None, "acorn_max_selectivity": None,
+               "exact_filter_points": None},  # e2r 0.2's
     "m16": {"m": 16, "ef_construct": 100},
     "m8": {"m": 8, "ef_construct": 64},
 }
