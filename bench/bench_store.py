@@ -108,6 +108,22 @@ def exact_topk(base: np.ndarray, queries: np.ndarray, k: int, mask: np.ndarray |
     return np.where(np.isfinite(best_s), best_i, -1)
 
 
+def timed_searches(store, collection: str, queries: np.ndarray, truth: np.ndarray, id_of: dict,
+                   flt=None, check=None) -> tuple[list[float], list[float]]:
+    """Search each query for the top-k: (seconds per search, recall@k against its exact row of
+    `truth`, whose -1 entries mean fewer than k points pass the filter). `check(hits)` may raise."""
+    lat, recalls = [], []
+    for q, want in zip(queries, truth):
+        t0 = time.perf_counter()
+        hits = store.search(collection, q, TOP_K, flt)
+        lat.append(time.perf_counter() - t0)
+        if check is not None:
+            check(hits)
+        wanted = {int(i) for i in want if i >= 0}
+        recalls.append(len({id_of[h.id] for h in hits} & wanted) / max(1, len(wanted)))
+    return lat, recalls
+
+
 def rss_mb() -> float:
     with open("/proc/self/status") as fh:
         for line in fh:
@@ -174,22 +190,14 @@ def child_query(backend: str, data_dir: Path, queries_path: Path, truth_path: Pa
     reopen_s = time.perf_counter() - t0
     count = store.count(COLLECTION)
     id_of = {point_id_for(str(i)): i for i in range(n)}
-    lat, recalls = [], []
-    for q, want in zip(queries, truth[:len(queries)]):
-        t0 = time.perf_counter()
-        hits = store.search(COLLECTION, q, TOP_K)
-        lat.append(time.perf_counter() - t0)
-        recalls.append(len({id_of[h.id] for h in hits} & set(want.tolist())) / TOP_K)
-    flt = parse_filter(["lvef<40", "views=PLAX"])
-    flat, frecalls = [], []
-    for q, want in zip(queries[:N_FILTERED], truth[len(queries):]):
-        t0 = time.perf_counter()
-        hits = store.search(COLLECTION, q, TOP_K, flt)
-        flat.append(time.perf_counter() - t0)
+    lat, recalls = timed_searches(store, COLLECTION, queries, truth[:len(queries)], id_of)
+
+    def lvef_below_40(hits) -> None:
         if any(h.payload["lvef"] >= 40 for h in hits):
             raise RuntimeError("filter not applied")
-        wanted = {int(i) for i in want if i >= 0}
-        frecalls.append(len({id_of[h.id] for h in hits} & wanted) / max(1, len(wanted)))
+
+    flat, frecalls = timed_searches(store, COLLECTION, queries[:N_FILTERED], truth[len(queries):], id_of,
+                                    parse_filter(["lvef<40", "views=PLAX"]), check=lvef_below_40)
     # A search's store step (queries.search.Searcher): the top-10 and the 50 labelled voters in one
     # search_batch call, with the payload fields a result shows.
     from e2r.phenotypes import LVEF_CLASSES
@@ -207,12 +215,7 @@ def child_query(backend: str, data_dir: Path, queries_path: Path, truth_path: Pa
     sweep = {}
     for ef in [int(e) for e in efs.split(",") if e]:  # query-time HNSW breadth on the same build
         store.hnsw_ef = ef
-        t_ef, r_ef = [], []
-        for q, want in zip(queries, truth[:len(queries)]):
-            t0 = time.perf_counter()
-            hits = store.search(COLLECTION, q, TOP_K)
-            t_ef.append(time.perf_counter() - t0)
-            r_ef.append(len({id_of[h.id] for h in hits} & set(want.tolist())) / TOP_K)
+        t_ef, r_ef = timed_searches(store, COLLECTION, queries, truth[:len(queries)], id_of)
         sweep[ef] = {"p50_ms": 1e3 * float(np.percentile(t_ef, 50)), "p95_ms": 1e3 * float(np.percentile(t_ef, 95)),
                      "recall10": float(np.mean(r_ef))}
     store.close()

@@ -106,13 +106,7 @@ def main() -> None:
         id_of = {point_id_for(str(i)): i for i in range(args.n)}
 
         def measure(qs, want, flt=None):
-            lat, rec = [], []
-            for q, w in zip(qs, want):
-                t = time.perf_counter()
-                hits = store.search("probe", q, bs.TOP_K, flt)
-                lat.append(time.perf_counter() - t)
-                wanted = {int(i) for i in w if i >= 0}
-                rec.append(len({id_of[h.id] for h in hits} & wanted) / max(1, len(wanted)))
+            lat, rec = bs.timed_searches(store, "probe", qs, want, id_of, flt)
             return round(1e3 * float(np.median(lat)), 2), round(float(np.mean(rec)), 3)
 
         flt = parse_filter(["lvef<40", "views=PLAX"])
