@@ -23,11 +23,12 @@ def read_wfdb(named: Path, header_path: Path) -> ECGRecord:
     """Read the record whose header is `header_path` (`named`: the path the user gave)."""
     base = str(header_path.with_suffix(""))
     lines = _header_lines(header_path)  # the header as written, beside wfdb's reading of it
+    lines, repairs = _repair_record_name(lines)
     # The common, plainly written header (what ECG carts and MIMIC write) is read here: wfdb's
     # parser and its pandas import are most of a search's read time. Anything else goes to wfdb.
     header = _plain_header(lines, header_path.stem)
     if header is None:
-        header = _wfdb_header(header_path, base)
+        header = _wfdb_header(header_path, base, lines, repaired=bool(repairs))
     # wfdb gives None for names it cannot parse (empty, non-ASCII, a line cut short): shown as "".
     names = [n if isinstance(n, str) else "" for n in (header.sig_name or [])]
     if not names or len(names) != header.n_sig:
@@ -75,17 +76,47 @@ def read_wfdb(named: Path, header_path: Path) -> ECGRecord:
         match_names[idx] = names[idx]
     return build_record(
         named, header.record_name, float(header.fs), tuple(names), match_names, signal_mv,
-        selection.notes,
+        (*repairs, *selection.notes),
     )
 
 
-def _wfdb_header(header_path: Path, base: str):
-    """wfdb's reading of a header, with its failures as one-line ECGReadErrors."""
+def _repair_record_name(lines: list[list[str]]) -> tuple[list[list[str]], tuple[str, ...]]:
+    """The header lines with a record name written as its signal file's name (`E00271.mat`)
+    read as that name without the extension, and the note saying so; unchanged lines otherwise.
+
+    The original CinC 2020/2021 Georgia (G12EC) headers all do this; a dot is not allowed in a
+    WFDB record name, so wfdb refuses the record line ("invalid syntax in record line"). Real
+    example (physionet.org/content/challenge-2021/1.0.2, reported in
+    https://github.com/MIT-LCP/wfdb-python/issues/351):
+        E07835.mat 12 500 5000 05-May-2020 09:49:17
+        E07835.mat 16+24 1000/mV 16 0 -268 14726 0 I
+    """
+    if len(lines) < 2 or not lines[0]:
+        return lines, ()
+    name = lines[0][0]
+    stem, dot, extension = name.rpartition(".")
+    if not (dot and stem and extension) or name not in {fields[0] for fields in lines[1:] if fields}:
+        return lines, ()
+    note = (f"the record line names the record {name!r}, its signal file's name (as the original CinC "
+            f"2020/2021 Georgia headers do); read as record {stem!r}")
+    return [[stem, *lines[0][1:]], *lines[1:]], (note,)
+
+
+def _wfdb_header(header_path: Path, base: str, lines: list[list[str]], repaired: bool = False):
+    """wfdb's reading of a header (of `lines` when e2r repaired its record line), with its
+    failures as one-line ECGReadErrors."""
     import wfdb  # imported here so that importing e2r.ecg stays light
 
     try:
-        header = wfdb.rdheader(base)
+        header = _parse_lines(lines) if repaired else wfdb.rdheader(base)
     except Exception as exc:  # wfdb raises many types for malformed headers
+        name = lines[0][0] if lines and lines[0] else ""
+        if "." in name and not repaired:
+            raise ECGReadError(
+                f"{header_path}: the record line names the record {name!r}, which is not a WFDB record name "
+                f"(letters, digits, '_' and '-', no extension); write the record's name there, e.g. "
+                f"{header_path.stem!r}"
+            ) from exc
         raise ECGReadError(
             f"{header_path}: not a valid WFDB header ({one_line(exc)}); {WHAT_TO_GIVE}"
         ) from exc
@@ -95,6 +126,25 @@ def _wfdb_header(header_path: Path, base: str):
             f"merge the segments into one record (wfdb.rdrecord then wfdb.wrsamp)"
         )
     return header
+
+
+def _parse_lines(lines: list[list[str]]):
+    """wfdb.rdheader's reading of a single-segment header given as its split lines (comments
+    dropped): the same steps as rdheader, for a header e2r repaired."""
+    from wfdb.io import _header
+    from wfdb.io.record import Record
+
+    text = [" ".join(fields) for fields in lines]
+    record_fields = _header._parse_record_line(text[0])
+    if record_fields["n_seg"] is not None:
+        raise ValueError("a multi-segment record line")
+    record = Record()
+    for name, value in _header._parse_signal_lines(text[1:]).items():
+        setattr(record, name, value)
+    for name, value in record_fields.items():
+        if name != "n_seg":
+            setattr(record, name, value)
+    return record
 
 
 _INT = re.compile(r"^-?\d+$")
