@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import re
 import subprocess
 import sys
 
@@ -70,3 +72,62 @@ def test_root_help_is_light():
 def test_unknown_command_fails():
     result = runner.invoke(app, ["no-such-command"])
     assert result.exit_code != 0
+
+
+# --- help renders as paragraphs -------------------------------------------------------------------
+# The app uses rich_markup_mode="markdown": a docstring or option help is Markdown, so lines of one
+# paragraph join and blank lines separate paragraphs. Rendered at a width where no paragraph needs
+# wrapping, each source paragraph (or list item) must then sit on one rendered line; a hard wrap
+# that survived would split it.
+
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")  # colours, links (FORCE_COLOR in CI)
+_LIST_ITEM = re.compile(r"^(?:[-*+]|\d+[.)])\s+")
+
+
+def _walk(command, path=()):
+    """Every command and sub-command of the app, with the argv that reaches it."""
+    yield list(path), command
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        yield from _walk(sub, (*path, name))
+
+
+def _source_paragraphs(text: str) -> list[str]:
+    """The paragraphs and list items of a help text as one line each, as a reader should see them."""
+    text = inspect.cleandoc(text).partition("\f")[0]
+    out = []
+    for block in re.split(r"\n\s*\n", text):
+        items: list[list[str]] = []
+        for line in block.splitlines():
+            if _LIST_ITEM.match(line) or not items:
+                items.append([_LIST_ITEM.sub("", line)])
+            else:
+                items[-1].append(line)
+        out += [" ".join(x.strip() for x in item).replace("`", "") for item in items]
+    return [p for p in out if p]
+
+
+def _rendered_lines(argv: list[str]) -> list[str]:
+    result = runner.invoke(app, [*argv, "--help"], env={"COLUMNS": "2000", "TERMINAL_WIDTH": "2000"})
+    assert result.exit_code == 0, (argv, result.output)
+    return [" ".join(line.replace("`", "").split()) for line in _ANSI.sub("", result.output).splitlines()]
+
+
+def test_help_paragraphs_are_not_broken_at_source_line_wraps():
+    import typer.main
+
+    broken = []
+    for argv, command in _walk(typer.main.get_command(app)):
+        lines = _rendered_lines(argv)
+        texts = [command.help or ""] + [p.help or "" for p in command.params if getattr(p, "help", None)]
+        for text in texts:
+            for paragraph in _source_paragraphs(text):
+                if not any(paragraph in line for line in lines):
+                    broken.append(f"e2r {' '.join(argv)} --help: {paragraph[:70]!r}...")
+    assert not broken, "help text split or lost at a source line wrap:\n" + "\n".join(broken)
+
+
+def test_help_keeps_markdown_lists_as_lists():
+    """`e2r eval` lists its three modes; each renders as its own bullet."""
+    lines = _rendered_lines(["eval"])
+    bullets = [line for line in lines if line.startswith("• ")]
+    assert [b.split()[1] for b in bullets[:3]] == ["--benchmark", "--model", "--ecg-labels"], bullets

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from e2r.errors import E2RError
+from e2r.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def build_cached_array(cache_dir: str | Path, prefix: str, key: str, items: Sequ
     arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
     jobs = [(load, it) for i, it in enumerate(items) if i not in failed]
     todo = [i for i in range(len(items)) if i not in failed]
-    bar = tqdm(total=len(items), desc=desc, unit="item", disable=not progress, leave=False)
+    bar = progress_bar(total=len(items), desc=desc, unit="item", disable=not progress, leave=False)
     if workers > 1 and len(items) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             results = pool.map(_load, jobs, chunksize=max(1, len(items) // (workers * 8)))
@@ -216,8 +216,8 @@ def _build_rows(cache_dir: Path, stem: str, n: int, dim: int, chunks: list[list[
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = cache_dir / f".{stem}.{os.getpid()}.tmp.npy"
     arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
-    with tqdm(total=sum(map(len, chunks)), desc="embedding videos", unit="video", disable=not progress,
-              leave=False) as bar:
+    with progress_bar(total=sum(map(len, chunks)), desc="embedding videos", unit="video", disable=not progress,
+                      leave=False) as bar:
         for chunk in chunks:
             arr[chunk] = load(chunk)
             bar.update(len(chunk))

@@ -27,9 +27,9 @@ from typing import Any, Optional
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm import tqdm
 
 from e2r.errors import ConfigError, E2RError
+from e2r.progress import progress_bar
 from trainer import distributed as D
 from trainer.checkpoint import BEST, LAST, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from trainer.config import TrainConfig
@@ -173,8 +173,8 @@ def run(task: Task, config: TrainConfig, device: torch.device, info: D.DistInfo)
         model.train()
         t0 = time.perf_counter()
         losses = []
-        bar = tqdm(loader, total=steps_per_epoch, desc=f"{task.name} epoch {epoch + 1}/{config.epochs}",
-                   unit="batch", disable=not (config.progress and info.is_main), leave=False)
+        bar = progress_bar(loader, total=steps_per_epoch, desc=f"{task.name} epoch {epoch + 1}/{config.epochs}",
+                           unit="batch", disable=not (config.progress and info.is_main), leave=False)
         for batch in bar:
             batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
             with autocast_for(device):

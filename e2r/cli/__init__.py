@@ -17,6 +17,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help is Markdown: lines of one paragraph join, a blank line starts the next paragraph, "- " starts a
+    # list item, `code` is literal. So docstrings and help= strings wrap freely in the source.
+    rich_markup_mode="markdown",
 )
 
 # Command modules, in the order `e2r --help` lists them.

@@ -40,13 +40,13 @@ CollectionOpt = typer.Option(DEFAULT_COLLECTION, "--collection", help="Collectio
 # Training commands (train, train-echo).
 DataOpt = typer.Option(..., "--data", help="Cohort folder holding pairs.csv and phenotypes.csv (e.g. from `e2r synth`), "
                        "or a pairs CSV (ecg_path, study_uid, patient_id, days, split; split by patient).")
-ArchiveOpt = typer.Option(None, "--archive", help="Echo DICOM archive (default: <cohort>/echo).")
+ArchiveOpt = typer.Option(None, "--archive", help="Echo DICOM archive (default: `COHORT/echo`).")
 SeedOpt = typer.Option(0, "--seed", help="Random seed (model init, data order, augmentations).")
 DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA + bf16 when present), cpu or cuda.")
 CacheDirOpt = typer.Option(None, "--cache-dir", envvar="E2R_CACHE",
                            help="Cache of decoded videos, preprocessed ECGs and tower embeddings, shared by "
                                 "train-echo and train (default $E2R_HOME/cache; env E2R_CACHE).")
-ResumeOpt = typer.Option(False, "--resume", help="Continue from <out>/checkpoints/last.pt after an interruption.")
+ResumeOpt = typer.Option(False, "--resume", help="Continue from `OUT/checkpoints/last.pt` after an interruption.")
 GroupByOpt = typer.Option(
     "uid", "--group-by",
     help="Group videos into studies by DICOM StudyInstanceUID (uid) or by the folder holding them (folder: the "

@@ -50,15 +50,17 @@ def eval_command(
 ) -> None:
     """Measure retrieval and phenotype classification against baselines; write results.json, report.md, plots.
 
-    `--benchmark` generates (or reuses) a synthetic phantom cohort and compares, on the same
-    splits: chance, a random-init encoder, single-view, mean-pooling and attention-pooling
-    (Echo2ECG) alignment to the seed's frozen echo tower (pretrained on the train split's
-    measurements), the tower alone (echo -> echo), and a supervised ECG->phenotype ceiling, as
-    mean ± SD over seeds.
-    `--model M --pairs P.csv` reports the same metrics for your model on your data's test split.
-    `--ecg-labels LABELS` scores the kNN P(LVH) (and P(LVEF<=45) where labelled) of an index
-    (--collection, --data-dir / --qdrant-url, as `e2r search`) on labelled ECGs without echo:
-    AUROC with a bootstrap CI, positives/negatives, skipped ECGs by reason.
+    One of three modes:
+
+    - `--benchmark` generates (or reuses) a synthetic phantom cohort and compares, on the same
+      splits: chance, a random-init encoder, single-view, mean-pooling and attention-pooling
+      (Echo2ECG) alignment to the seed's frozen echo tower (pretrained on the train split's
+      measurements), the tower alone (echo -> echo), and a supervised ECG->phenotype ceiling, as
+      mean ± SD over seeds.
+    - `--model M --pairs P.csv` reports the same metrics for your model on your data's test split.
+    - `--ecg-labels LABELS` scores the kNN P(LVH) (and P(LVEF<=45) where labelled) of an index
+      (`--collection`, `--data-dir` / `--qdrant-url`, as `e2r search`) on labelled ECGs without
+      echo: AUROC with a bootstrap CI, positives/negatives, skipped ECGs by reason.
     """
     from e2r.errors import ConfigError
 

@@ -54,14 +54,13 @@ def search(
             return
         if out is None:
             raise ConfigError(f"{ecg}: {len(paths)} ECGs; batch search needs --out results.jsonl")
-        from tqdm import tqdm
-
+        from e2r.progress import progress_bar
         from e2r.util import atomic_write, jsonable
 
         n_ok = n_bad = 0
         lines: list[str] = []
         # Written once, complete (atomic_write): a failed run never leaves a partial or empty file.
-        for path, result, error in tqdm(
+        for path, result, error in progress_bar(
             searcher.search_many(paths, top_k=top_k, k=k, filter=flt, weighting=weighting),
             total=len(paths), desc="searching", unit="ecg", disable=as_json,
         ):

@@ -33,7 +33,7 @@ def serve(
     examples: Optional[Path] = typer.Option(None, "--examples", help="Folder of ECG records the viewer offers as examples."),
     max_upload_mb: float = typer.Option(16.0, "--max-upload-mb", help="Largest request body accepted (413 beyond)."),
     preview_cache: Optional[Path] = typer.Option(
-        None, "--preview-cache", help="Folder for cached previews (default $E2R_HOME/previews/<collection>)."),
+        None, "--preview-cache", help="Folder for cached previews (default `$E2R_HOME/previews/COLLECTION`)."),
 ) -> None:
     """Serve search over HTTP (POST /v1/search, the JSON of `e2r search --json`) and the viewer at /."""
     from e2r.errors import ConfigError

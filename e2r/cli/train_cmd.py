@@ -66,7 +66,7 @@ def train(
     The recipe: pretrain the echo tower on the archive's measurements (`e2r train-echo`), then
     align to it frozen with --echo-encoder; its per-video embeddings are computed once and
     cached. Every epoch logs validation retrieval (exact and phenotype-aware mAP), the kNN
-    LVEF<=45 / LVH AUROC and the loss to <out>/train_log.jsonl; the best epoch by --select-metric
+    LVEF<=45 / LVH AUROC and the loss to `OUT/train_log.jsonl`; the best epoch by --select-metric
     is saved as a model bundle in --out. Runs on CUDA with bf16 when present, else CPU. For
     several GPUs or machines launch it with torchrun (DDP).
     """

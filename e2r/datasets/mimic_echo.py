@@ -201,9 +201,9 @@ def study_keys(echo_root: str | Path, records: dict[str, StudyFolder], uid_check
     uids: dict[str, set[str]] = {}
     items: Iterable[tuple[str, StudyFolder]] = sorted(records.items())
     if progress:
-        from tqdm import tqdm
+        from e2r.progress import progress_bar
 
-        items = tqdm(items, total=len(records), desc="reading study UIDs", unit="folder")
+        items = progress_bar(items, total=len(records), desc="reading study UIDs", unit="folder")
     for study, folder in items:
         files = sorted(folder.files)
         chosen = files if uid_check == "all" else sorted({files[0], files[-1]})
@@ -251,9 +251,9 @@ def stream_measurements(path: str | Path, wanted_ids: set[str], summary: ImportS
     rows = read_rows(path, MEASUREMENT_COLUMNS)
     bar = None
     if progress:
-        from tqdm import tqdm
+        from e2r.progress import progress_bar
 
-        bar = tqdm(desc="measurements", unit=" rows", unit_scale=True, mininterval=1.0)
+        bar = progress_bar(desc="measurements", unit=" rows", unit_scale=True, mininterval=1.0)
     try:
         for line, row in rows:
             summary.rows_read += 1

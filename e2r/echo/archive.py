@@ -87,9 +87,9 @@ def scan_archive(root: Union[str, Path], progress: bool = False, workers: int = 
     else:
         pool, results = None, map(_read_one, files)
     if progress:
-        from tqdm import tqdm
+        from e2r.progress import progress_bar
 
-        results = tqdm(results, total=len(files), desc="scanning", unit="file")
+        results = progress_bar(results, total=len(files), desc="scanning", unit="file")
     videos: list[VideoInfo] = []
     skipped: list[tuple[str, str, str]] = []
     seen_sop: dict[str, str] = {}

@@ -97,9 +97,9 @@ def check_cohort(out_dir: str | Path, max_ecgs: int | None = None, max_videos: i
                  progress: bool = False) -> CohortCheck:
     """Measure the cohort in out_dir and return the figures (see module docstring)."""
     import pydicom
-    from tqdm import tqdm
 
     from e2r.phenotypes import read_phenotypes
+    from e2r.progress import progress_bar
 
     out = Path(out_dir)
     if not (out / "phenotypes.csv").is_file() or not (out / "pairs.csv").is_file():
@@ -110,14 +110,14 @@ def check_cohort(out_dir: str | Path, max_ecgs: int | None = None, max_videos: i
     pairs = pairs[:max_ecgs] if max_ecgs else pairs
 
     ecg_rows = []
-    for row in tqdm(pairs, desc="check ECGs", disable=not progress):
+    for row in progress_bar(pairs, desc="check ECGs", disable=not progress):
         sig, fs = read_canonical_wfdb(out / row["ecg_path"])
         ecg_rows.append((measure_ecg(sig, fs), phen[row["study_uid"]]))
 
     files = sorted((out / "echo").rglob("*.dcm"))
     files = files[:max_videos] if max_videos else files
     echo: dict[str, list[tuple[float, float]]] = {}
-    for path in tqdm(files, desc="check videos", disable=not progress):
+    for path in progress_bar(files, desc="check videos", disable=not progress):
         ds = pydicom.dcmread(path)
         region = ds.SequenceOfUltrasoundRegions[0]
         geo = EchoGeometry(float(region.ReferencePixelX0), float(region.ReferencePixelY0), float(region.PhysicalDeltaX))

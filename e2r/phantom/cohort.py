@@ -255,9 +255,9 @@ def write_cohort(out_dir: str | Path, patients: int, seed: int, **options: Any) 
 
 
 def _run_jobs(jobs: list[_PatientJob], opts: CohortOptions) -> list[_PatientResult]:
-    from tqdm import tqdm
+    from e2r.progress import progress_bar
 
-    bar = tqdm(total=len(jobs), desc="synth", unit="patient", disable=not opts.progress)
+    bar = progress_bar(total=len(jobs), desc="synth", unit="patient", disable=not opts.progress)
     results = []
     try:
         if opts.workers == 1 or len(jobs) < 4:

@@ -98,10 +98,9 @@ def _exists(path: str) -> bool:
 def score_labelled(searcher: Any, labels: Any, k: Optional[int] = None, n_boot: int = N_BOOTSTRAP, seed: int = 0,
                    progress: bool = True, say: Callable[[str], None] = log.info) -> dict[str, Any]:
     """Search every ECG of a LabelSet and score the kNN estimates (see the module doc)."""
-    from tqdm import tqdm
-
     from e2r.metrics.classification import binary_metrics
     from e2r.metrics.knn import VOTE_K
+    from e2r.progress import progress_bar
 
     k = k or VOTE_K
     t0 = time.perf_counter()
@@ -124,7 +123,7 @@ def score_labelled(searcher: Any, labels: Any, k: Optional[int] = None, n_boot: 
     for item in present:
         waiting.setdefault(item.path, deque()).append(item)
     found = searcher.search_many([it.path for it in present], top_k=1, k=k)
-    for path, result, error in tqdm(found, total=len(present), desc="searching", unit="ecg", disable=not progress):
+    for path, result, error in progress_bar(found, total=len(present), desc="searching", unit="ecg", disable=not progress):
         item = waiting[path].popleft()
         if error:
             skipped["unexpected_error" if "e2r bug" in error else "unreadable"] += 1
