@@ -27,8 +27,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test_search.write_ecg
-
 
 def fill_store(store, name: str, loaded, n: int, seed: int = 0) -> None:
     from e2r.phenotypes import derive_labels
@@ -76,11 +74,11 @@ def main() -> None:
     from e2r.bundle import load_model
     from e2r.store import open_store
     from queries.search import Searcher
-    from test_search import write_ecg
+    from e2r.phantom.pulse_ecg import write_pulse_ecg
 
     torch.set_num_threads(os.cpu_count() or 2)
     work = Path(tempfile.mkdtemp(prefix="e2r-bench-search-"))
-    ecg = write_ecg(work / "ecg", "q", seed=1, fs=500)
+    ecg = write_pulse_ecg(work / "ecg", "q", seed=1, fs=500)
     print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__}; synthetic clustered vectors")
     print(f"{'preset':6} {'N':>7} {'read+pre p50/p95':>17} {'encode p50/p95':>15} {'store p50/p95':>14} "
           f"{'kNN p50/p95':>12} {'total p50/p95 ms':>17} {'batch ECG/s':>11}")

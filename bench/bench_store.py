@@ -51,7 +51,7 @@ N_STEP = 100  # queries timed through a search's whole store step (top-k + label
 TOP_K = 10
 COLLECTION = "bench"
 BATCH = 1000
-# Edge index settings compared by --configs (e2r.store.edge.IndexSettings fields).
+# Edge index settings compared by --configs (e2r.store.settings.IndexSettings fields).
 CONFIGS = {
     "default": {},
     "int8": {"quantization": "int8"},
@@ -141,7 +141,8 @@ def disk_mb(path: Path) -> float:
 
 def open_bench_store(backend: str, data_dir: Path, config: str):
     from e2r.store import open_store, default_store_dir
-    from e2r.store.edge import EdgeStore, IndexSettings
+    from e2r.store.edge import EdgeStore
+    from e2r.store.settings import IndexSettings
 
     if backend == "edge":
         return EdgeStore(default_store_dir(data_dir), index_settings=IndexSettings(**CONFIGS[config]))

@@ -67,7 +67,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from e2r.store import Point, parse_filter, point_id_for
-    from e2r.store.edge import EdgeStore, IndexSettings
+    from e2r.store.edge import EdgeStore
+    from e2r.store.settings import IndexSettings
 
     real, payloads, queries, noise = bs.load_real(Path(args.real[0]), args.real[1], args.ecgs)
     real, payloads = real[:args.sources], payloads[:args.sources]

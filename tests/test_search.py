@@ -8,32 +8,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-from e2r.ecg.leads import CANONICAL_LEADS
 import pytest
 from typer.testing import CliRunner
 
 from e2r.cli import app
 from e2r.bundle import save_untrained_bundle
+from e2r.phantom.pulse_ecg import write_pulse_ecg
 from test_indexer import _write_archive, _write_phenotypes
 
 runner = CliRunner()
 pytestmark = pytest.mark.xdist_group("indexer")
-LEADS = list(CANONICAL_LEADS)
-
-
-def write_ecg(folder: Path, name: str, seed: int = 0, fs: int = 500) -> Path:
-    """A 10 s, 12-lead WFDB record of seeded noise plus a beat-like pulse train, in mV."""
-    import wfdb
-
-    rng = np.random.default_rng(seed)
-    t = np.arange(10 * fs) / fs
-    beats = np.exp(-((t % 0.8) - 0.3) ** 2 / (2 * 0.01 ** 2))
-    sig = beats[:, None] * rng.uniform(0.3, 1.5, 12) + 0.02 * rng.standard_normal((t.size, 12))
-    folder.mkdir(parents=True, exist_ok=True)
-    wfdb.wrsamp(name, fs=fs, units=["mV"] * 12, sig_name=LEADS, p_signal=sig, fmt=["16"] * 12,
-                write_dir=str(folder))
-    return folder / f"{name}.hea"
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +32,7 @@ def indexed(tmp_path_factory):
     assert result.exit_code == 0, result.output
     ecgs = root / "ecgs"
     for i in range(3):
-        write_ecg(ecgs, f"r{i}", seed=i)
+        write_pulse_ecg(ecgs, f"r{i}", seed=i)
     (ecgs / "broken.hea").write_text("this is not a WFDB header\n")
     return root, home, uids
 

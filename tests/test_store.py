@@ -24,6 +24,7 @@ from e2r.store import (
     Condition,
     Filter,
     Point,
+    SearchRequest,
     open_store,
     parse_filter,
     point_id_for,
@@ -448,8 +449,6 @@ def test_point_ids_are_deterministic():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_search_batch_is_the_searches_it_holds_with_only_the_fields_asked(tmp_path, backend):
-    from e2r.store import SearchRequest
-
     pts = make_points(300, seed=5)
     with open_store(tmp_path / backend, backend=backend) as store:
         store.create_collection("c", 16, {}, TEST_SCHEMA)
@@ -468,7 +467,8 @@ def test_edge_index_settings_are_the_collections_and_a_rerun_with_others_changes
     """Settings are fixed when a collection is created and kept in its sidecar: a store opened
     with other settings (a changed default, a re-run of `e2r index`) reads, writes and searches
     the collection as it was made; upserting the same points again leaves the same count."""
-    from e2r.store.edge import EdgeStore, IndexSettings
+    from e2r.store.edge import EdgeStore
+    from e2r.store.settings import IndexSettings
 
     pts = make_points(1500, dim=32, seed=7)
     with EdgeStore(tmp_path / "store", indexing_threshold_kb=64, index_settings=IndexSettings(m=8, ef_construct=32)) as s:
@@ -484,14 +484,15 @@ def test_edge_index_settings_are_the_collections_and_a_rerun_with_others_changes
         s.create_collection("q", 32, {}, {})  # new collections get the store's settings
         s.upsert("q", pts)
     with EdgeStore(tmp_path / "store") as s:
-        assert IndexSettings.from_sidecar(s._sidecar("q")) == quant
+        assert IndexSettings.from_record(s._sidecar("q")["index"]) == quant
         assert s.count("q") == 1500 and s.search("q", pts[3].vector, 1)[0].id == pts[3].id
 
 
 def test_edge_collection_of_a_store_without_index_settings_opens_with_qdrants_defaults(tmp_path):
     """A collection written before index settings existed (no "index" key) opens and searches,
     read as Qdrant's defaults: built with payload links, searched without ACORN."""
-    from e2r.store.edge import EdgeStore, IndexSettings
+    from e2r.store.edge import EdgeStore
+    from e2r.store.settings import IndexSettings
 
     pts = make_points(50, seed=8)
     with EdgeStore(tmp_path / "store") as s:
@@ -502,7 +503,7 @@ def test_edge_collection_of_a_store_without_index_settings_opens_with_qdrants_de
     del old["index"]
     sidecar.write_text(json.dumps(old))
     with EdgeStore(tmp_path / "store") as s:
-        assert IndexSettings.from_sidecar(s._sidecar("c")) == IndexSettings(
+        assert IndexSettings.from_record(s._sidecar("c").get("index")) == IndexSettings(
             m=16, ef_construct=100, payload_m=None, acorn_max_selectivity=None, exact_filter_points=None)
         assert s.search("c", pts[0].vector, 1)[0].id == pts[0].id
         assert s.search("c", pts[0].vector, 3, parse_filter(["lvef<40"]))
@@ -512,18 +513,19 @@ def test_edge_index_settings_reach_the_engine():
     """New collections: no payload-aware links, ACORN for filtered searches; an old collection's
     settings (Qdrant's) ask for neither; invalid values are refused with the field named."""
     from e2r.errors import ConfigError
-    from e2r.store.edge import IndexSettings
+    from e2r.store.edge import _edge_config, _edge_search_params
+    from e2r.store.settings import IndexSettings, auto_hnsw_ef
 
     new = IndexSettings()
-    assert new.edge_config(32, 64).hnsw_config.payload_m == 0
+    assert _edge_config(new, 32, 64).hnsw_config.payload_m == 0
     assert new.filter_is_exact(10_000, 100_000) and not new.filter_is_exact(30_000, 100_000)  # share 0.2
     assert not new.filter_is_exact(250_000, 10_000_000)  # 2.5 %, but more points than an exact scan should read
-    params = new.search_params(512)
+    params = _edge_search_params(new.plan(100_000, 10))
     assert params.hnsw_ef == 512 and params.acorn.enable and params.acorn.max_selectivity == 0.4
-    old = IndexSettings.from_sidecar({"index": {"m": 16, "ef_construct": 100}})
-    assert old.edge_config(32, 64).hnsw_config.payload_m is None and old.search_params(512).acorn is None
-    assert not old.filter_is_exact(10, 100_000)
-    from e2r.store.edge import auto_hnsw_ef
+    assert new.plan(100_000, 10, passing=10_000).exact and not new.plan(100_000, 10, passing=30_000).exact
+    old = IndexSettings.from_record({"m": 16, "ef_construct": 100})
+    assert _edge_config(old, 32, 64).hnsw_config.payload_m is None and _edge_search_params(old.plan(10, 10)).acorn is None
+    assert not old.filter_is_exact(10, 100_000) and not old.plan(100_000, 10, passing=10).exact
 
     assert [auto_hnsw_ef(n) for n in (0, 230_000, 250_001, 1_000_000, 10**8)] == [512, 512, 1024, 2048, 4096]
     for bad, field in (({"payload_m": -1}, "payload_m"), ({"acorn_max_selectivity": 0.0}, "acorn_max_selectivity"),
@@ -536,8 +538,9 @@ def test_edge_search_breadth_grows_with_the_collection(tmp_path, monkeypatch):
     """hnsw_ef=None (the default): each collection is searched with auto_hnsw_ef of its point
     count, recomputed after writes; an explicit hnsw_ef is used as given."""
     import e2r.store.edge as edge
+    import e2r.store.settings
 
-    monkeypatch.setattr(edge, "EF_PER_POINTS", (512, 100))  # 512 more per started 100 points
+    monkeypatch.setattr(e2r.store.settings, "EF_PER_POINTS", (512, 100))  # 512 more per started 100 points
     pts = make_points(250, seed=12)
     with edge.EdgeStore(tmp_path / "store") as s:
         s.create_collection("c", 16, {}, TEST_SCHEMA)
@@ -569,6 +572,147 @@ def test_edge_narrow_filters_are_searched_exactly(tmp_path):
         for flt in (narrow, broad):
             ids, _, _ = exact_topk(pts, query, 10, flt)
             assert [h.id for h in s.search("c", query, 10, flt)] == ids
+
+
+# -- the server code path: the embedded store's index settings --------------------------------------
+
+def _capture(monkeypatch, client, method: str) -> list:
+    """Record the keyword arguments of each call of `client.<method>` (then make the call)."""
+    calls, real = [], getattr(client, method)
+
+    def wrapper(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(client, method, wrapper)
+    return calls
+
+
+def test_server_path_creates_collections_with_the_index_settings_and_records_them(tmp_path, monkeypatch):
+    """create_collection sends the IndexSettings as Qdrant's collection config (HNSW m /
+    ef_construct / payload_m, int8 quantisation, cold vectors) and records them in the collection
+    metadata, which round-trips; local mode keeps no hnsw_config (it reads back as 16 / 100), so the
+    config is checked where it leaves e2r, in the arguments qdrant-client sends to the server."""
+    from e2r.store.client import ClientStore
+    from e2r.store.settings import IndexSettings
+
+    with ClientStore(path=str(tmp_path / "local")) as s:
+        created = _capture(monkeypatch, s._client, "create_collection")
+        s.create_collection("c", 16, {"model_hash": "h"}, TEST_SCHEMA)
+        quant = IndexSettings(quantization="int8", vectors_on_disk=True, m=24, oversampling=3.0)
+        s.index_settings = quant  # a store opened with other settings: only new collections get them
+        s.create_collection("q", 16, {}, {})
+        assert s.get_metadata("c")["model_hash"] == "h" and "index_settings" not in s.get_metadata("c")
+    hnsw = created[0]["hnsw_config"]
+    assert (hnsw.m, hnsw.ef_construct, hnsw.payload_m, hnsw.full_scan_threshold) == (32, 200, 0, 10_000)
+    assert created[0]["quantization_config"] is None and created[0]["vectors_config"].memory is None
+    assert created[1]["hnsw_config"].m == 24 and created[1]["vectors_config"].memory == "cold"
+    scalar = created[1]["quantization_config"].scalar
+    assert (scalar.type, scalar.quantile, scalar.memory) == ("int8", 0.99, "pinned")
+    # What goes on the wire (the REST body of PUT /collections/c):
+    assert hnsw.model_dump(exclude_none=True) == {"m": 32, "ef_construct": 200, "full_scan_threshold": 10_000,
+                                                   "payload_m": 0}
+    with ClientStore(path=str(tmp_path / "local")) as s:  # reopened: each collection keeps its own
+        assert s._settings_of("c") == (IndexSettings(), 1) and s._settings_of("q") == (quant, 1)
+        assert s.get_metadata("q")["dim"] == 16 and s.payload_schema("c") == TEST_SCHEMA
+
+
+def test_server_path_sends_the_planned_search_parameters(monkeypatch):
+    """Every search sends Qdrant SearchParams: a breadth grown with the collection (or the store's
+    fixed hnsw_ef), ACORN, and exact search when the filter is narrow; search_batch the same per
+    request. Local mode scans exactly whatever it is sent, so the parameters are captured."""
+    import e2r.store.settings
+    from e2r.store.client import ClientStore
+
+    monkeypatch.setattr(e2r.store.settings, "EF_PER_POINTS", (512, 250))  # 512 more per started 250 points
+    pts = make_points(1000, seed=13)
+    narrow, broad = parse_filter(["lvef<20"]), parse_filter(["lvef<60"])  # lvef uniform 15-75
+    with ClientStore(path=":memory:") as s:
+        s.create_collection("c", 16, {}, TEST_SCHEMA)
+        s.upsert("c", pts[:100])
+        one = _capture(monkeypatch, s._client, "query_points")
+        batch = _capture(monkeypatch, s._client, "query_batch_points")
+        query = np.random.default_rng(14).standard_normal(16)
+        s.search("c", query, 10)
+        s.upsert("c", pts[100:])  # a write of ours re-reads the count at once
+        for flt in (None, narrow, broad):
+            assert [h.id for h in s.search("c", query, 10, flt)] == exact_topk(pts, query, 10, flt)[0]
+        s.search_batch("c", query, [SearchRequest(5), SearchRequest(3000, narrow), SearchRequest(0)])
+    params = [call["search_params"] for call in one]
+    assert params[0].hnsw_ef == 512 and params[1].hnsw_ef == 2048 and not params[0].exact
+    assert all(p.acorn.enable and p.acorn.max_selectivity == 0.4 and p.quantization is None for p in params)
+    assert [p.exact for p in params[1:]] == [False, True, False]
+    sent = [r.params for r in batch[0]["requests"]]
+    assert len(sent) == 2 and (sent[0].hnsw_ef, sent[0].exact) == (2048, False)
+    assert (sent[1].hnsw_ef, sent[1].exact) == (3000, True)  # never narrower than top_k
+    assert params[2].model_dump(exclude_none=True) == {  # the REST body's "params"
+        "hnsw_ef": 2048, "exact": True, "indexed_only": False, "acorn": {"enable": True, "max_selectivity": 0.4}}
+    with ClientStore(path=":memory:", hnsw_ef=64) as s:
+        s.create_collection("c", 16, {}, TEST_SCHEMA)
+        s.upsert("c", pts[:50])
+        one = _capture(monkeypatch, s._client, "query_points")
+        s.search("c", query, 10)
+        s.search("c", query, 100)
+    assert [call["search_params"].hnsw_ef for call in one] == [64, 100]
+    from e2r.store.settings import IndexSettings
+
+    # Local mode keeps one shard; the server's answer is made to say 4.
+    with ClientStore(path=":memory:", shard_number=4, index_settings=IndexSettings(exact_filter_points=50)) as s:
+        s.create_collection("c", 16, {}, TEST_SCHEMA)
+        s.upsert("c", pts)
+        real = s._client.get_collection
+
+        def sharded(name):
+            info = real(name)
+            info.config.params.shard_number = 4
+            return info
+
+        monkeypatch.setattr(s._client, "get_collection", sharded)
+        one = _capture(monkeypatch, s._client, "query_points")
+        s.search("c", query, 10)  # 250 points a shard, not 1000
+        s.search("c", query, 10, narrow)  # ~70 points pass: over 50 in all, ~18 in each shard (exact)
+    assert [(c["search_params"].hnsw_ef, c["search_params"].exact) for c in one] == [(512, False), (512, True)]
+
+
+def test_server_collection_made_before_the_settings_keeps_qdrants(monkeypatch):
+    """A server collection e2r created before it recorded IndexSettings was built with Qdrant's
+    defaults (payload links on): it is searched without ACORN or exact planning, at the grown
+    breadth; its metadata and search work as before."""
+    from qdrant_client import models as qm
+
+    from e2r.store.client import ClientStore
+
+    pts = make_points(300, seed=15)
+    with ClientStore(path=":memory:") as s:
+        s._client.create_collection("old", vectors_config=qm.VectorParams(size=16, distance=qm.Distance.COSINE),
+                                    metadata={"dim": 16, "payload_schema": TEST_SCHEMA})
+        s.upsert("old", pts)
+        one = _capture(monkeypatch, s._client, "query_points")
+        query = pts[4].vector
+        assert s.search("old", query, 1, parse_filter(["lvef<20"]))
+        assert s.search("old", query, 1)[0].id == pts[4].id
+        assert s.get_metadata("old") == {"dim": 16}
+    assert all(c["search_params"].acorn is None and not c["search_params"].exact for c in one)
+    assert [c["search_params"].hnsw_ef for c in one] == [512, 512]
+
+
+def test_both_backends_plan_the_same_searches(tmp_path):
+    """Congruence of the search plans: for the same collection and filters, the embedded store
+    and the server path choose the same breadth, exactness and ACORN (one set of rules)."""
+    from e2r.store.edge import _edge_filter
+
+    pts = make_points(1000, seed=13)
+    plans = {}
+    for backend in BACKENDS:
+        with open_store(tmp_path / backend, backend=backend) as s:
+            s.create_collection("c", 16, {}, TEST_SCHEMA)
+            s.upsert("c", pts)
+            rows = []
+            for flt in (None, parse_filter(["lvef<20"]), parse_filter(["lvef<60"])):
+                p = s._params("c", 10, _edge_filter(flt) if backend == "edge" else flt)
+                rows.append((p.hnsw_ef, bool(p.exact), p.acorn.max_selectivity))
+            plans[backend] = rows
+    assert plans["edge"] == plans["client-local"] == [(512, False, 0.4), (512, True, 0.4), (512, False, 0.4)]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

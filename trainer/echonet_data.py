@@ -20,6 +20,7 @@ import numpy as np
 
 from e2r.errors import DataError
 from trainer.config import TrainConfig
+from trainer.echo_data import build_echo_data
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +39,11 @@ def echonet_filelist(data: str | Path) -> Optional[Path]:
 
 
 def load_echonet_data(config: TrainConfig, echo_cfg: Any, fields: Sequence[str], min_studies: int):
-    """EchoData (trainer.echo_pretrain) for an EchoNet-Dynamic folder: decode the TRAIN/VAL
+    """EchoData (trainer.echo_data) for an EchoNet-Dynamic folder: decode the TRAIN/VAL
     videos once into the cache, build the targets. DataError when too few videos remain."""
     from e2r.datasets.echonet import ECHONET_VIEW, scan_filelist, video_path
     from e2r.echo.avi import decode_avi
     from trainer.cache import build_cached_array, cache_key
-    from trainer.echo_pretrain import build_echo_data
 
     filelist = echonet_filelist(config.data)
     root = filelist.parent

@@ -5,11 +5,19 @@ the benchmark exercise this code path without a server.
 Collection metadata uses Qdrant's own collection metadata (server >= 1.16). Payload indexes are
 created on servers only (local mode has none and warns). Connection failures and refused API keys
 become one-line StoreErrors.
+
+A new collection gets the embedded store's IndexSettings (settings.py: HNSW m / ef_construct,
+payload links, quantisation), recorded in its metadata; each search sends the parameters they plan
+(HNSW breadth grown with each shard's points, ACORN, exact search for narrow filters). The point
+counts that plan needs are the server's estimates, re-read at most every ESTIMATE_TTL_S (other
+processes may write to a server collection). Local mode accepts and ignores these: it always scans exactly.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+import warnings
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import httpx
@@ -35,10 +43,20 @@ from e2r.store.base import (
     plain_payload,
 )
 from e2r.store.filters import Condition, Filter
+from e2r.store.settings import (
+    DEFAULT_HNSW_EF,
+    FULL_SCAN_THRESHOLD_KB,
+    INT8_QUANTILE,
+    IndexSettings,
+    SearchPlan,
+)
 
 log = logging.getLogger(__name__)
 
 _UPSERT_CHUNK = 1000
+# Keys of the collection metadata this backend keeps for itself (hidden from get_metadata).
+_SCHEMA_KEY, _SETTINGS_KEY = "payload_schema", "index_settings"
+ESTIMATE_TTL_S = 30.0  # seconds a collection's (or a filter's) estimated point count is reused
 _QM_TYPES = {
     "keyword": qm.PayloadSchemaType.KEYWORD,
     "integer": qm.PayloadSchemaType.INTEGER,
@@ -52,14 +70,22 @@ class ClientStore(VectorStore):
 
     def __init__(self, *, url: Optional[str] = None, api_key: Optional[str] = None, path: Optional[str] = None,
                  timeout: float = 10.0, shard_number: Optional[int] = None,
-                 replication_factor: Optional[int] = None):
+                 replication_factor: Optional[int] = None, hnsw_ef: Optional[int] = DEFAULT_HNSW_EF,
+                 index_settings: Optional[IndexSettings] = None):
         if (url is None) == (path is None):
             raise StoreError("ClientStore needs exactly one of url= (server) or path= (local mode)")
         self.url = url
         self.shard_number = shard_number
         self.replication_factor = replication_factor
+        self.hnsw_ef = None if hnsw_ef is None else int(hnsw_ef)  # None: auto_hnsw_ef of each collection
+        # For collections created from now on; an existing collection keeps the ones it was made with.
+        self.index_settings = index_settings or IndexSettings()
+        self.index_settings.validate()
         self._closed = False
         self._dims: dict[str, int] = {}  # collections known to exist -> vector size
+        self._settings: dict[str, tuple[IndexSettings, int]] = {}  # collection -> (its settings, shards)
+        # (collection, filter or None) -> (time read, estimated points passing); reset by our writes
+        self._estimates: dict[tuple[str, Optional[Filter]], tuple[float, int]] = {}
         if url is not None:
             self.backend, self.location = "server", url
             self._client = QdrantClient(url=url, api_key=api_key or None, timeout=max(1, round(timeout)),
@@ -68,6 +94,9 @@ class ClientStore(VectorStore):
                 self._client.get_collections()  # fail now, with a clear line, if unreachable
         else:
             self.backend, self.location = "client-local", str(path)
+            # Local mode scans exactly and says so (once) when sent search parameters; it is sent
+            # the server's anyway, so that it runs the server's code path.
+            warnings.filterwarnings("ignore", message="Local mode performs exact", category=UserWarning)
             try:
                 self._client = QdrantClient(location=":memory:") if path == ":memory:" else QdrantClient(path=path)
             except RuntimeError as err:
@@ -81,22 +110,25 @@ class ClientStore(VectorStore):
     # -- collections -------------------------------------------------------------------------
     def create_collection(self, name: str, dim: int, metadata: Mapping[str, Any],
                           payload_schema: Optional[Mapping[str, str]] = None) -> None:
-        """Create a cosine collection with Qdrant collection metadata and (server) payload indexes."""
+        """Create a cosine collection with the store's IndexSettings, Qdrant collection metadata and
+        (server) payload indexes."""
         schema.check_collection_name(name)
         if int(dim) <= 0:
             raise StoreError(f"collection {name!r}: dim must be positive, got {dim}")
         fields = schema.check_payload_schema(
             schema.STUDY_INDEXED_SCHEMA if payload_schema is None else payload_schema)
         meta = plain_payload(schema.with_defaults(dim, metadata), "collection metadata")
-        # The payload schema lives in metadata too: local mode keeps no payload indexes to read back.
-        meta["payload_schema"] = fields
+        # The payload schema lives in metadata too: local mode keeps no payload indexes to read back;
+        # the index settings too: searches plan with them, and local mode does not keep hnsw_config.
+        meta[_SCHEMA_KEY] = fields
+        meta[_SETTINGS_KEY] = self.index_settings.record()
         with self._errors():
             if self._client.collection_exists(name):
                 raise StoreError(f"collection {name!r} already exists at {self.location}; "
                                  "pick another --collection or drop it first")
             self._client.create_collection(
-                name, vectors_config=qm.VectorParams(size=int(dim), distance=qm.Distance.COSINE),
-                metadata=meta, shard_number=self.shard_number, replication_factor=self.replication_factor,
+                name, metadata=meta, shard_number=self.shard_number, replication_factor=self.replication_factor,
+                **_qm_collection_config(self.index_settings, int(dim)),
             )
             if self.backend == "server":
                 for field, kind in fields.items():
@@ -118,11 +150,14 @@ class ClientStore(VectorStore):
             if self._client.collection_exists(name):
                 self._client.delete_collection(name)
         self._dims.pop(name, None)
+        self._settings.pop(name, None)
+        self._forget_counts(name)
 
     def get_metadata(self, name: str) -> dict:
-        """Qdrant collection metadata, without the internal payload_schema key."""
+        """Qdrant collection metadata, without the keys this backend keeps for itself."""
         meta = dict(self._config(name).metadata or {})
-        meta.pop("payload_schema", None)
+        meta.pop(_SCHEMA_KEY, None)
+        meta.pop(_SETTINGS_KEY, None)
         return meta
 
     def set_metadata(self, name: str, metadata: Mapping[str, Any]) -> None:
@@ -139,7 +174,7 @@ class ClientStore(VectorStore):
 
     def payload_schema(self, name: str) -> dict:
         """Indexed payload fields as recorded at creation."""
-        return dict((self._config(name).metadata or {}).get("payload_schema") or {})
+        return dict((self._config(name).metadata or {}).get(_SCHEMA_KEY) or {})
 
     # -- points ------------------------------------------------------------------------------
     def upsert(self, name: str, points: Sequence[Point]) -> None:
@@ -150,15 +185,19 @@ class ClientStore(VectorStore):
                      for p in points[start:start + _UPSERT_CHUNK]]
             with self._errors():
                 self._client.upsert(name, points=batch, wait=True)
+        if points:
+            self._forget_counts(name)
 
     def search(self, name: str, vector: np.ndarray, top_k: int, filter: Optional[Filter] = None) -> list[Hit]:
         """Nearest points by cosine similarity, best first."""
         query = as_query(vector, self.dim(name), name)
         if top_k <= 0:
             return []
+        params = self._params(name, top_k, filter)
         with self._errors():
             found = self._client.query_points(name, query=query.tolist(), limit=int(top_k),
-                                              query_filter=_qm_filter(filter), with_payload=True).points
+                                              query_filter=_qm_filter(filter), search_params=params,
+                                              with_payload=True).points
         return hits_from_engine(found)
 
     def search_batch(self, name: str, vector: np.ndarray, requests: Sequence[SearchRequest]) -> list[list[Hit]]:
@@ -166,6 +205,7 @@ class ClientStore(VectorStore):
         query = as_query(vector, self.dim(name), name).tolist()
         live = [r for r in requests if r.top_k > 0]
         batch = [qm.QueryRequest(query=query, limit=int(r.top_k), filter=_qm_filter(r.filter),
+                                 params=self._params(name, r.top_k, r.filter),
                                  with_payload=True if r.payload_fields is None else list(r.payload_fields) or False)
                  for r in live]
         with self._errors():
@@ -196,6 +236,7 @@ class ClientStore(VectorStore):
         if wanted:
             with self._errors():
                 self._client.delete(name, points_selector=qm.PointIdsList(points=wanted), wait=True)
+            self._forget_counts(name)
 
     def iterate(self, name: str, filter: Optional[Filter] = None, batch_size: int = 1000,
                 with_vectors: bool = False) -> Iterator[Record]:
@@ -224,6 +265,39 @@ class ClientStore(VectorStore):
             if not self._client.collection_exists(name):
                 raise self._missing(name)
             return self._client.get_collection(name).config
+
+    def _settings_of(self, name: str) -> tuple[IndexSettings, int]:
+        """The IndexSettings the collection was created with (Qdrant's defaults for one created
+        before e2r recorded them, which were also what the server built it with), and its shard
+        count: each shard is a graph of its own, searched with the plan for its share of points."""
+        if name not in self._settings:
+            config = self._config(name)
+            self._settings[name] = (IndexSettings.from_record((config.metadata or {}).get(_SETTINGS_KEY)),
+                                    max(1, int(config.params.shard_number or 1)))
+        return self._settings[name]
+
+    def _params(self, name: str, top_k: int, flt: Optional[Filter]) -> qm.SearchParams:
+        """The search parameters the collection's IndexSettings plan for this search (points
+        counted per shard: IDs are hashed evenly over the shards)."""
+        settings, shards = self._settings_of(name)
+        flt = flt if flt is not None and flt.must else None
+        passing = -(-self._estimate(name, flt) // shards) if flt is not None and settings.plans_filters else None
+        points = -(-self._estimate(name, None) // shards)
+        return _qm_search_params(settings.plan(points, top_k, passing, self.hnsw_ef))
+
+    def _estimate(self, name: str, flt: Optional[Filter]) -> int:
+        """The payload indexes' estimate of the points passing `flt` (None: all), reused for
+        ESTIMATE_TTL_S: one request to the server, not one per search."""
+        now = time.monotonic()
+        cached = self._estimates.get((name, flt))
+        if cached is None or now - cached[0] > ESTIMATE_TTL_S:
+            with self._errors():
+                n = int(self._client.count(name, count_filter=_qm_filter(flt), exact=False).count)
+            cached = self._estimates[(name, flt)] = (now, n)
+        return cached[1]
+
+    def _forget_counts(self, name: str) -> None:
+        self._estimates = {k: v for k, v in self._estimates.items() if k[0] != name}
 
     def _errors(self) -> "_ClientErrors":
         return _ClientErrors(self.location)
@@ -255,6 +329,28 @@ class _ClientErrors:
         if isinstance(err, (ValueError, RuntimeError)) and "qdrant" in type(err).__module__ + str(err).lower():
             raise StoreError(f"Qdrant at {self.location}: {one_line(err)}") from None
         return False
+
+
+def _qm_collection_config(settings: IndexSettings, dim: int) -> dict[str, Any]:
+    """create_collection's vector, HNSW and quantisation arguments for these settings (as
+    edge._edge_config gives the embedded store)."""
+    vectors = qm.VectorParams(size=dim, distance=qm.Distance.COSINE,
+                              memory=qm.Memory.COLD if settings.vectors_on_disk else None)
+    hnsw = qm.HnswConfigDiff(m=settings.m, ef_construct=settings.ef_construct,
+                             full_scan_threshold=FULL_SCAN_THRESHOLD_KB, payload_m=settings.payload_m)
+    quant = (qm.ScalarQuantization(scalar=qm.ScalarQuantizationConfig(
+        type=qm.ScalarType.INT8, quantile=INT8_QUANTILE, memory=qm.Memory.PINNED))
+        if settings.quantization == "int8" else None)
+    return {"vectors_config": vectors, "hnsw_config": hnsw, "quantization_config": quant}
+
+
+def _qm_search_params(plan: SearchPlan) -> qm.SearchParams:
+    """A search's parameters as Qdrant's SearchParams: HNSW breadth (or exact), ACORN, int8 rescoring."""
+    quant = (qm.QuantizationSearchParams(rescore=True, oversampling=plan.oversampling)
+             if plan.oversampling is not None else None)
+    acorn = (qm.AcornSearchParams(enable=True, max_selectivity=plan.acorn_max_selectivity)
+             if plan.acorn_max_selectivity is not None else None)
+    return qm.SearchParams(hnsw_ef=plan.hnsw_ef, exact=plan.exact, quantization=quant, acorn=acorn)
 
 
 def _qm_filter(f: Optional[Filter]) -> Optional[qm.Filter]:

@@ -9,7 +9,8 @@ Folder layout (`root` is `<data_dir>/store`):
 
     store.lock, store.lock.owner     one process at a time (lock.py)
     collections/<name>/shard/        the Edge shard: WAL, segments, edge_config.json
-    collections/<name>/collection.json   dim, payload schema and metadata (schema.py)
+    collections/<name>/collection.json   dim, payload schema, metadata (schema.py) and the
+                                         collection's IndexSettings (settings.py)
 
 Edge indexes new points with HNSW only when `optimize()` runs (until then they are searched
 exactly); this store optimizes every collection it wrote to when it is closed, or on `optimize()`.
@@ -22,14 +23,13 @@ import logging
 import os
 import shutil
 import sys
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import qdrant_edge as qe
 
-from e2r.errors import ConfigError, StoreError
+from e2r.errors import StoreError
 from e2r.store import schema
 from e2r.store.base import (
     Hit,
@@ -46,114 +46,47 @@ from e2r.store.base import (
 )
 from e2r.store.filters import Condition, Filter
 from e2r.store.lock import StoreLock
+from e2r.store.settings import (
+    DEFAULT_HNSW_EF,
+    FULL_SCAN_THRESHOLD_KB,
+    INT8_QUANTILE,
+    IndexSettings,
+    SearchPlan,
+)
 from e2r.util import atomic_write, one_line
 
 log = logging.getLogger(__name__)
 
 SIDECAR = "collection.json"
-# HNSW search breadth: None = grow it with the collection (`auto_hnsw_ef`). An ECG's embedding sits
-# far from every echo study (cosine ~0.65 to its nearest), so at one breadth recall@10 falls as the
-# collection grows. bench/bench_store.py on trained-model embeddings (docs/benchmarks.md, "The
-# store at scale"), m 32 / ef_construct 200: 230k with ef 512: 0.997; 1M: 0.915 / 0.981 / 0.995
-# with ef 512 / 1024 / 2048 (warm p50 2.0 / 3.1 / 5.0 ms).
-DEFAULT_HNSW_EF = None
-EF_PER_POINTS = (512, 250_000)  # auto: 512 per started 250k points ...
-MAX_AUTO_EF = 4096  # ... up to this (4M points; past that, shard: docs/scale.md)
-# Filters passing more than this share of a collection keep its graph connected (HNSW, with ACORN
-# below acorn_max_selectivity); narrower ones are searched exactly up to exact_filter_points.
-EXACT_FILTER_SHARE = 0.2
-
-
-def auto_hnsw_ef(points: int) -> int:
-    """The search breadth that keeps recall@10 >= 0.98 for a collection of `points` (measured at
-    100k, 230k and 1M): 512 up to 250k points, then 512 more per 250k, at most MAX_AUTO_EF."""
-    per, block = EF_PER_POINTS
-    return min(MAX_AUTO_EF, per * max(1, -(-int(points) // block)))
 # Segments holding more vector data than this get an HNSW index when optimized (Qdrant's default);
 # smaller ones are searched exactly, which is as fast at that size.
 DEFAULT_INDEXING_THRESHOLD_KB = 10_000
 _UPSERT_CHUNK = 2000
 
 
-@dataclass(frozen=True)
-class IndexSettings:
-    """How a new collection's vectors are indexed (fixed at creation, kept in its sidecar; a
-    collection made before these existed reads as the first defaults here: Qdrant's).
+def _edge_config(settings: IndexSettings, dim: int, indexing_threshold_kb: int) -> Any:
+    """The Qdrant Edge shard config for a new collection with these settings."""
+    quant = (qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=INT8_QUANTILE, memory=qe.Memory.Pinned)
+             if settings.quantization == "int8" else None)
+    return qe.EdgeConfig(
+        vectors=qe.EdgeVectorParams(size=int(dim), distance=qe.Distance.Cosine,
+                                    memory=qe.Memory.Cold if settings.vectors_on_disk else None),
+        hnsw_config=qe.HnswIndexConfig(m=settings.m, ef_construct=settings.ef_construct,
+                                       full_scan_threshold=FULL_SCAN_THRESHOLD_KB, payload_m=settings.payload_m),
+        quantization_config=quant,
+        optimizers=qe.EdgeOptimizersConfig(indexing_threshold=indexing_threshold_kb),
+    )
 
-    Defaults chosen with bench/bench_store.py (docs/benchmarks.md, "The store at scale").
-    """
 
-    # HNSW edges per node and build breadth (Qdrant's: 16 / 100). At 1M, 32 / 200 without payload
-    # links built in 401 s (16 / 100 with them: 578 s) and reach recall@10 0.994 vs 0.972 at ef 2048
-    # (bench/probe_store_recall.py).
-    m: int = 32
-    ef_construct: int = 200
-    quantization: Optional[str] = None  # None, or "int8": Qdrant scalar quantisation, kept in RAM
-    oversampling: float = 2.0  # int8: candidates re-scored with the float vectors = oversampling x top_k
-    vectors_on_disk: bool = False  # float vectors memory-mapped cold (read from disk to rescore)
-    # Extra HNSW links per payload-index value (Qdrant's payload-aware graph; None = Qdrant's: m).
-    # 0 builds none: they cost more than half the build (100k: 29 s -> 13 s; 230k: 145 s -> 58 s);
-    # broad filters are served by ACORN instead, narrow ones exactly (exact_filter_points).
-    payload_m: Optional[int] = 0
-    # ACORN filtered search: when a filter passes fewer than this share of the points, the graph
-    # walk also looks at neighbours' neighbours, so it does not strand on links that fail the filter.
-    acorn_max_selectivity: Optional[float] = 0.4
-    # A filtered search is answered exactly when the payload indexes estimate that its filter
-    # passes fewer than this many points and under EXACT_FILTER_SHARE of the collection. Without
-    # payload links, a graph walk restricted to a narrow filter strands: 11 % of 230k studies,
-    # recall@10 0.75 with ACORN at any breadth (0.42 without); exact, 1.000 in 22 ms. None: the
-    # engine's own planner only (exact below Qdrant's full_scan_threshold, 10 MB of vectors).
-    exact_filter_points: Optional[int] = 200_000
+def _edge_search_params(plan: SearchPlan) -> Any:
+    """The engine's per-query parameters: HNSW breadth (or an exact search), ACORN, int8 rescoring."""
+    quant = (qe.QuantizationSearchParams(rescore=True, oversampling=plan.oversampling)
+             if plan.oversampling is not None else None)
+    acorn = (qe.AcornSearchParams(enable=True, max_selectivity=plan.acorn_max_selectivity)
+             if plan.acorn_max_selectivity is not None else None)
+    return qe.SearchParams(hnsw_ef=plan.hnsw_ef, exact=plan.exact, quantization=quant, acorn=acorn)
 
-    def validate(self) -> None:
-        """ConfigError naming the first invalid field."""
-        if self.m < 4 or self.ef_construct < 8:
-            raise ConfigError(f"index settings: m={self.m} (>= 4) and ef_construct={self.ef_construct} (>= 8)")
-        if self.payload_m is not None and self.payload_m < 0:
-            raise ConfigError(f"index settings: payload_m={self.payload_m!r} must be None or >= 0")
-        if self.exact_filter_points is not None and self.exact_filter_points < 1:
-            raise ConfigError(f"index settings: exact_filter_points={self.exact_filter_points!r} must be None or >= 1")
-        if self.acorn_max_selectivity is not None and not 0.0 < self.acorn_max_selectivity <= 1.0:
-            raise ConfigError(f"index settings: acorn_max_selectivity={self.acorn_max_selectivity!r} "
-                              "must be None (off) or in (0, 1]")
-        if self.quantization not in (None, "int8"):
-            raise ConfigError(f"index settings: quantization={self.quantization!r}; use None or 'int8'")
-        if not self.oversampling >= 1.0:
-            raise ConfigError(f"index settings: oversampling={self.oversampling!r} must be >= 1")
 
-    @classmethod
-    def from_sidecar(cls, sidecar: Mapping[str, Any]) -> "IndexSettings":
-        """The settings a collection was created with (Qdrant's defaults for what an older sidecar
-        does not record: its graph was built with payload links and is searched without ACORN)."""
-        recorded = {k: v for k, v in (sidecar.get("index") or {}).items() if k in cls.__dataclass_fields__}
-        return cls(**{"m": 16, "ef_construct": 100, "payload_m": None, "acorn_max_selectivity": None,
-                      "exact_filter_points": None, **recorded})
-
-    def edge_config(self, dim: int, indexing_threshold_kb: int) -> Any:
-        """The Qdrant Edge shard config for these settings."""
-        quant = (qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99, memory=qe.Memory.Pinned)
-                 if self.quantization == "int8" else None)
-        return qe.EdgeConfig(
-            vectors=qe.EdgeVectorParams(size=int(dim), distance=qe.Distance.Cosine,
-                                        memory=qe.Memory.Cold if self.vectors_on_disk else None),
-            hnsw_config=qe.HnswIndexConfig(m=self.m, ef_construct=self.ef_construct, full_scan_threshold=10_000,
-                                           payload_m=self.payload_m),
-            quantization_config=quant,
-            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=indexing_threshold_kb),
-        )
-
-    def search_params(self, hnsw_ef: int, exact: bool = False) -> Any:
-        """Per-query parameters: HNSW breadth (or an exact search), ACORN, and int8 rescoring."""
-        quant = (qe.QuantizationSearchParams(rescore=True, oversampling=self.oversampling)
-                 if self.quantization else None)
-        acorn = (qe.AcornSearchParams(enable=True, max_selectivity=self.acorn_max_selectivity)
-                 if self.acorn_max_selectivity is not None else None)
-        return qe.SearchParams(hnsw_ef=hnsw_ef, exact=bool(exact), quantization=quant, acorn=acorn)
-
-    def filter_is_exact(self, passing: int, points: int) -> bool:
-        """Whether a filter estimated to pass `passing` of `points` is searched exactly."""
-        return (self.exact_filter_points is not None and passing < self.exact_filter_points
-                and passing < EXACT_FILTER_SHARE * points)
 _EDGE_TYPES = {
     "keyword": qe.PayloadSchemaType.Keyword,
     "integer": qe.PayloadSchemaType.Integer,
@@ -207,11 +140,11 @@ class EdgeStore(VectorStore):
         fields = schema.check_payload_schema(
             schema.STUDY_INDEXED_SCHEMA if payload_schema is None else payload_schema)
         sidecar = {"dim": int(dim), "distance": schema.DISTANCE, "payload_schema": fields,
-                   "indexing_threshold_kb": self.indexing_threshold_kb, "index": asdict(self.index_settings),
+                   "indexing_threshold_kb": self.indexing_threshold_kb, "index": self.index_settings.record(),
                    "metadata": plain_payload(schema.with_defaults(dim, metadata), "collection metadata")}
         tmp = self._collections / f".creating-{name}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        config = self.index_settings.edge_config(int(dim), self.indexing_threshold_kb)
+        config = _edge_config(self.index_settings, int(dim), self.indexing_threshold_kb)
         with _edge_errors(f"creating collection {name!r} in {self.location}"):
             shard = qe.EdgeShard.create(str(tmp / "shard"), config)
             try:
@@ -402,19 +335,18 @@ class EdgeStore(VectorStore):
                                with_payload=_edge_payload(req.payload_fields), params=self._params(name, req.top_k, flt))
 
     def _params(self, name: str, top_k: int, flt: Any = None) -> Any:
+        """The engine's search parameters, planned by the collection's IndexSettings."""
         settings = self._settings.get(name)
         if settings is None:
-            settings = self._settings[name] = IndexSettings.from_sidecar(self._sidecar(name))
+            settings = self._settings[name] = IndexSettings.from_record(self._sidecar(name).get("index"))
         points = self._points.get(name)
         if points is None:
             points = self._points[name] = self._shard(name).info().points_count
-        ef = auto_hnsw_ef(points) if self.hnsw_ef is None else self.hnsw_ef
-        exact = False
-        if flt is not None and settings.exact_filter_points is not None:
+        passing = None
+        if flt is not None and settings.plans_filters:
             with _edge_errors(f"searching collection {name!r}"):  # payload indexes' estimate: ~0.05 ms
                 passing = self._shard(name).count(qe.CountRequest(exact=False, filter=flt))
-            exact = settings.filter_is_exact(int(passing), points)
-        return settings.search_params(max(ef, int(top_k)), exact)
+        return _edge_search_params(settings.plan(points, top_k, passing, self.hnsw_ef))
 
     def _shard(self, name: str) -> qe.EdgeShard:
         self._sidecar(name)
