@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,3 +54,25 @@ def decode_study(job: DecodeJob) -> DecodedStudy:
         out.used.append(i)
     out.seconds = time.perf_counter() - t0
     return out
+
+
+def decode_worker(conn: Any) -> None:
+    """A decode worker process: decode each DecodeJob received on `conn` and send its DecodedStudy back.
+
+    It ends quietly when the pipe does: the parent closed it (normal end) or the parent is gone
+    (killed: reading gives EOF, sending a finished study gives a broken pipe). So a killed
+    `e2r index` leaves no worker behind, no traceback and, since only plain pipes are used (no
+    multiprocessing queues or locks), no semaphores for multiprocessing's resource tracker to
+    report as leaked.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it ends the pipe
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        result = decode_study(job)
+        try:
+            conn.send(result)
+        except OSError:  # BrokenPipeError, ConnectionResetError: nobody left to tell
+            return

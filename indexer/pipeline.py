@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import multiprocessing as mp
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +19,10 @@ from typing import Any, Iterator, Optional
 
 
 from e2r.echo import ArchiveScan, StudyInfo, scan_archive
-from e2r.errors import StoreError
+from e2r.errors import DataError, StoreError
 from e2r.util import DEFAULT_HOME
 from indexer.config import IndexConfig
-from indexer.decode import DecodeJob, DecodedStudy, decode_study
+from indexer.decode import DecodeJob, DecodedStudy, decode_study, decode_worker
 from indexer.payload import build_payload, load_or_create_salt, study_fingerprint
 
 log = logging.getLogger(__name__)
@@ -220,19 +221,83 @@ def _studies_to_index(store: Any, name: str, studies: list[StudyInfo], model_has
 
 
 def _decoded_stream(jobs: list[DecodeJob], workers: int) -> Iterator[DecodedStudy]:
-    """Decoded studies in job order; decoding in `workers` processes (0: in this process)."""
+    """Decoded studies in job order; decoding in `workers` processes (0: in this process).
+
+    Each worker process has one pipe and one thread here that feeds it a job at a time, so
+    workers keep decoding while this thread embeds. Not multiprocessing.Pool: its queues' locks
+    are named semaphores, which a killed run leaves for the resource tracker to report as leaked,
+    and its orphaned workers print BrokenPipeError tracebacks (see indexer.decode.decode_worker).
+    """
     if workers == 0 or len(jobs) <= 1:
         for job in jobs:
             yield decode_study(job)
         return
     ctx = mp.get_context("spawn")
-    with ctx.Pool(processes=workers) as pool:
-        yield from pool.imap(decode_study, jobs, chunksize=1)
+    done: dict[int, DecodedStudy] = {}
+    failed: list[str] = []
+    todo = iter(range(len(jobs)))
+    cond = threading.Condition()
+    stop = False
+
+    def feed(proc: Any, conn: Any) -> None:
+        while True:
+            with cond:
+                i = None if stop else next(todo, None)
+            if i is None:
+                return
+            try:
+                conn.send(jobs[i])
+                result = conn.recv()
+            except (EOFError, OSError):
+                proc.join(timeout=1)  # for its exit code
+                with cond:
+                    failed.append(f"a decode worker ended (exit code {proc.exitcode}) while decoding "
+                                  f"{jobs[i].paths[0] if jobs[i].paths else 'a study'}; re-run the same "
+                                  "command (indexed studies are kept), with --workers 0 if it happens again")
+                    cond.notify_all()
+                return
+            with cond:
+                done[i] = result
+                cond.notify_all()
+
+    procs, conns, threads = [], [], []
+    try:
+        for _ in range(min(workers, len(jobs))):
+            conn, child_conn = ctx.Pipe()
+            proc = ctx.Process(target=decode_worker, args=(child_conn,), daemon=True)
+            proc.start()
+            child_conn.close()  # the worker's end lives in the worker only: its exit is an EOF here
+            procs.append(proc)
+            conns.append(conn)
+            threads.append(threading.Thread(target=feed, args=(proc, conn), daemon=True))
+            threads[-1].start()
+        for i in range(len(jobs)):
+            with cond:
+                cond.wait_for(lambda: i in done or bool(failed))
+                if i not in done:
+                    raise DataError(failed[0])
+                result = done.pop(i)
+            yield result
+    finally:
+        with cond:
+            stop = True
+        for proc, thread in zip(procs, threads):
+            if thread.is_alive():  # busy with a study nobody will take: end it (its recv then ends)
+                proc.terminate()
+        for thread in threads:
+            thread.join()
+        for conn in conns:
+            conn.close()  # an idle worker reads EOF and exits
+        for proc in procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join()
 
 
 def _progress(total: int, enabled: bool) -> Optional[Any]:
     if not enabled:
         return None
-    from tqdm import tqdm
+    from e2r.progress import progress_bar
 
-    return tqdm(total=total, desc="indexing", unit="study", dynamic_ncols=True)
+    return progress_bar(total=total, desc="indexing", unit="study", dynamic_ncols=True)

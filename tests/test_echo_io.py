@@ -105,6 +105,59 @@ def test_decode_grey_samples_at_target_fps_and_loops(tmp_path):
     assert out.mean(axis=(1, 2)).round().tolist() == [0, 30, 60, 90, 0]  # frames 0,3,6,9 then loop
 
 
+def _with_tags(path: Path, **tags) -> Path:
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    for k, v in tags.items():
+        if v is None:
+            delattr(ds, k)
+        else:
+            setattr(ds, k, v)
+    ds.save_as(path)
+    return path
+
+
+@pytest.mark.parametrize("frame_time_ms", [1e-300, 1e300, 100000.0, 0.0001, 0.04])
+def test_an_implausible_frame_time_is_ignored_with_a_note_not_believed(tmp_path, frame_time_ms):
+    """Issue 20 #8: FrameTime 1e-300 ms once read as 1e303 fps and sampled a frozen clip."""
+    p = write_us_dicom(tmp_path / "v.dcm", _ramp_video(16), frame_time_ms=frame_time_ms)
+    info = read_video_header(p)
+    assert info.fps is None and info.frame_time_ms is None
+    assert "outside 5-2000 fps" in info.notes[0] and "sampled by stride" in info.notes[-1]
+    clip = decode_video(info, n_frames=16, size=(8, 8), fps=16.0)
+    assert len({int(m) for m in clip.mean(axis=(1, 2)).round()}) == 16  # consecutive frames, not frozen
+
+
+def test_frame_timing_falls_back_to_the_next_plausible_tag(tmp_path):
+    p = write_us_dicom(tmp_path / "v.dcm", _ramp_video(16), frame_time_ms=1e300)
+    _with_tags(p, CineRate=99999999, RecommendedDisplayFrameRate=50)
+    info = read_video_header(p)
+    assert info.fps == pytest.approx(50.0)
+    assert [n.split()[0] for n in info.notes] == ["FrameTime", "CineRate", "frame"]
+    assert info.notes[-1] == "frame time from RecommendedDisplayFrameRate 50 fps"
+    # one absurd FrameTimeVector interval does not set the rate: the median of the plausible ones does
+    q = write_us_dicom(tmp_path / "q.dcm", _ramp_video(16), frame_time_ms=None)
+    _with_tags(q, FrameTimeVector=["0"] + ["20"] * 13 + ["25", "1e300"])
+    info = read_video_header(q)
+    assert info.fps == pytest.approx(50.0) and "1 of 15 FrameTimeVector intervals" in info.notes[0]
+    # a plausible FrameTime needs no note, and its fallbacks are not looked at
+    r = write_us_dicom(tmp_path / "r.dcm", _ramp_video(16), frame_time_ms=1.0)  # 1000 fps: real HFR
+    assert read_video_header(_with_tags(r, CineRate=99999999)).notes == ()
+
+
+@pytest.mark.parametrize("photometric", ["YBR_FULL", "YBR_FULL_422"])
+def test_grey_jpeg_labelled_ybr_decodes_as_grey_in_rgb(tmp_path, photometric):
+    """Issue 20 #8: Pillow's 'Invalid mode for data type' once escaped decode_video(color="rgb")."""
+    p = write_us_dicom(tmp_path / "v.dcm", _ramp_video(4), jpeg=True)
+    _with_tags(p, PhotometricInterpretation=photometric)
+    rgb = decode_video(p, n_frames=4, size=(8, 8), color="rgb")
+    grey = decode_video(p, n_frames=4, size=(8, 8), color="grey")
+    assert rgb.shape == (4, 8, 8, 3)
+    assert (rgb == rgb[..., :1]).all()  # grey in every channel
+    assert np.abs(rgb[..., 0].astype(int) - grey).max() <= 2
+
+
 def test_decode_crops_to_region_else_centre(tmp_path):
     frames = np.full((3, 24, 32), 50, np.uint8)
     frames[:, 4:20, 8:24] = 200  # a 16x16 "sector"
@@ -358,10 +411,12 @@ def test_scan_archive_groups_studies_and_counts_skips(tmp_path, workers):
         assert path in message and Path(path).exists()
 
 
-def test_scan_archive_progress_and_not_a_folder(tmp_path, capsys):
+def test_scan_archive_progress_and_not_a_folder(tmp_path, capsys, caplog):
     write_us_dicom(tmp_path / "a" / "v.dcm", _ramp_video(2))
-    scan = scan_archive(tmp_path, progress=True)
-    assert scan.n_videos == 1 and "scanning" in capsys.readouterr().err
+    with caplog.at_level("INFO", logger="e2r.progress"):
+        scan = scan_archive(tmp_path, progress=True)
+    # stderr is captured, not a terminal: no bar, one summary line in the log (e2r/progress.py)
+    assert scan.n_videos == 1 and "scanning: 1/1" in caplog.text and "\r" not in capsys.readouterr().err
     from e2r.errors import DataError
 
     with pytest.raises(DataError, match="not a folder"):

@@ -9,9 +9,10 @@ success or a named e2r error (a subclass of `e2r.errors.E2RError`), never anothe
         not all NaN (NaN marks missing values, as `ECGRecord` documents); model input finite and of
         the preset's shape.
   Echo  `e2r.echo.read_video_header(path)` then `e2r.echo.decode_video(path, n_frames=16,
-        size=(64, 64), fps=16.0, color="grey")`. On success: uint8 (16, 64, 64); header with
-        rows, columns >= 1, >= 2 frames, a finite positive fps or None, StudyDate "" or a real
-        calendar date, the region inside the image.
+        size=(64, 64), fps=16.0, color="grey")`, and again with color="rgb". On success: uint8
+        (16, 64, 64) and (16, 64, 64, 3); header with rows, columns >= 1, >= 2 frames, an fps in
+        `e2r.echo.header.FPS_RANGE` or None, StudyDate "" or a real calendar date, the region
+        inside the image.
   Named errors must have a one-line, non-empty message (the `E2RError` contract); a
   DicomReadError's reason must be one of the documented keys.
   Cases whose mutation makes the input unusable for certain (`CaseSpec.expect == "error"`, e.g.
@@ -21,7 +22,7 @@ success or a named e2r error (a subclass of `e2r.errors.E2RError`), never anothe
         counts every skipped file by a documented reason.
   CLI   `e2r inspect --json FILE` (typer's CliRunner) on a fixed sample: exit 0 or 1, no
         traceback, no uncaught exception, and on exit 0 stdout parses as strict JSON (no NaN or
-        Infinity).
+        Infinity); a DICOM ECG that read_ecg reads is shown as an ECG.
 
 Bounds, per case: CASE_SECONDS = 5 s of wall time (a hard stop at HARD_STOP_SECONDS = 30 s turns
 a hang into a failure rather than a stalled run); while a case runs, the address space is capped at
@@ -91,7 +92,8 @@ def _cli_sample() -> list[fuzz.CaseSpec]:
         specs = [s for s in PLAN if s.kind == kind]
         idx = sorted(rng.choice(len(specs), size=min(CLI_SAMPLE_PER_KIND, len(specs)), replace=False))
         picked += [specs[int(i)] for i in idx]
-    picked += [s for s in PLAN if s.mutation.startswith(("name:", "latin1")) and s not in picked]
+    picked += [s for s in PLAN if s.mutation.startswith(("name:", "latin1", "top:Modality+SOPClassUID"))
+               and s not in picked]
     return picked
 
 
@@ -268,8 +270,10 @@ def header_problems(info: Any) -> list[str]:
     if not (isinstance(info.n_frames, int) and info.n_frames >= 2):
         bad.append(f"header says {info.n_frames!r} frames (a video has >= 2)")
     fps = info.fps
-    if fps is not None and not (math.isfinite(fps) and fps > 0):
-        bad.append(f"fps {fps!r}")
+    from e2r.echo.header import FPS_RANGE
+
+    if fps is not None and not (math.isfinite(fps) and FPS_RANGE[0] <= fps <= FPS_RANGE[1]):
+        bad.append(f"fps {fps!r} outside {FPS_RANGE[0]:g}-{FPS_RANGE[1]:g} (an implausible timing tag believed)")
     if info.study_date and not _valid_date(info.study_date):
         bad.append(f"study_date {info.study_date!r} is not a calendar date")
     if info.region is not None:
@@ -298,15 +302,17 @@ def check_echo(path: Path, expect: str = "any") -> Outcome:
 
     def work():
         info = read_video_header(path)
-        return info, decode_video(path, n_frames=N_FRAMES, size=SIZE, fps=FPS, color="grey")
+        return info, decode_video(path, n_frames=N_FRAMES, size=SIZE, fps=FPS, color="grey"), \
+            decode_video(info, n_frames=N_FRAMES, size=SIZE, fps=FPS, color="rgb")
 
     out = run_bounded(work)
     if out.status == "success":
-        info, frames = out.value
+        info, frames, rgb = out.value
         out.problems += header_problems(info)
-        if not (isinstance(frames, np.ndarray) and frames.dtype == np.uint8 and frames.shape == (N_FRAMES, *SIZE)):
-            out.problems.append(f"decoded {type(frames).__name__} {getattr(frames, 'dtype', '')} "
-                                f"{getattr(frames, 'shape', '')}, not uint8 {(N_FRAMES, *SIZE)}")
+        for got, shape in ((frames, (N_FRAMES, *SIZE)), (rgb, (N_FRAMES, *SIZE, 3))):
+            if not (isinstance(got, np.ndarray) and got.dtype == np.uint8 and got.shape == shape):
+                out.problems.append(f"decoded {type(got).__name__} {getattr(got, 'dtype', '')} "
+                                    f"{getattr(got, 'shape', '')}, not uint8 {shape}")
         if expect == "error":
             out.problems.append(f"silent misread: accepted ({info.rows}x{info.cols}, {info.n_frames} frames) "
                                 "although the mutation makes the video unusable")
@@ -324,12 +330,17 @@ def _strict_json(text: str) -> Any:
     return json.loads(text, parse_constant=refuse)
 
 
-def check_cli(path: Path) -> Outcome:
+def check_cli(path: Path, kind: str = "") -> Outcome:
+    """`e2r inspect --json` on one case; for a DICOM ECG it must also agree with read_ecg (an ECG
+    the reader reads is shown as one, whatever its Modality and SOP class tags say or lack)."""
     from typer.testing import CliRunner
 
     from e2r.cli import app
 
     out = run_bounded(lambda: CliRunner().invoke(app, ["inspect", "--json", str(path)]))
+    if kind == "dicom_ecg" and out.status == "success" and check_ecg(path).status == "success":
+        if out.value.exit_code != 0 or '"kind": "ecg"' not in out.value.stdout:
+            out.problems.append(f"read_ecg reads it but inspect does not show an ECG: {out.value.output[:200]!r}")
     if out.status != "success":
         return out
     res = out.value
@@ -463,7 +474,7 @@ def test_echo_case(spec, fuzz_dir):
 @pytest.mark.parametrize("spec", CLI_SPECS, ids=lambda s: s.case_id)
 def test_cli_inspect_json(spec, fuzz_dir):
     path = fuzz.materialize(spec, fuzz_dir / "cli")
-    out = check_cli(path)
+    out = check_cli(path, spec.kind)
     assert not out.problems, _report(spec, path, out)
 
 
@@ -536,7 +547,7 @@ def main(argv: list[str]) -> int:
         if args.cli:
             sample = CLI_SPECS if args.seed == FUZZ_SEED else []
             for spec in sample:
-                rows.append((spec, check_cli(fuzz.materialize(spec, Path(tmp) / "cli")), "cli"))
+                rows.append((spec, check_cli(fuzz.materialize(spec, Path(tmp) / "cli"), spec.kind), "cli"))
     wall = time.perf_counter() - t0
     print(f"seed {args.seed}: {len(plan)} cases, wall {wall:.1f} s")
     for kind in fuzz.KINDS + ("cli",):

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
+import pty
 import re
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import threading
 from pathlib import Path
 
@@ -174,35 +178,84 @@ def test_index_into_a_collection_of_another_model_raises(archive, bundle, tmp_pa
             ensure_collection(store, "c", load_model(other))
 
 
+def test_decode_workers_give_in_process_results_in_order_and_a_dead_worker_is_named(tmp_path, monkeypatch):
+    from e2r.echo import scan_archive
+    from e2r.errors import DataError
+    from e2r.presets import get_preset
+    from indexer import pipeline
+    from indexer.decode import DecodeJob
+
+    _write_archive(tmp_path, n_studies=5, videos_per_study=1)
+    studies = scan_archive(tmp_path).studies
+    jobs = [DecodeJob.for_study(i, s, get_preset("tiny").echo) for i, s in enumerate(studies)]
+    inline = list(pipeline._decoded_stream(jobs, 0))
+    pooled = list(pipeline._decoded_stream(jobs, 2))
+    assert [d.job_index for d in pooled] == list(range(5))
+    assert all(np.array_equal(a.frames[0], b.frames[0]) for a, b in zip(inline, pooled))
+
+    # A worker that dies (killed for memory, say) ends the run with one named line, not a hang.
+    broken = [DecodeJob(0, ("x.dcm",), {}, ())] * 2 + jobs
+    monkeypatch.setattr(pipeline, "decode_worker", _die_on_receipt)
+    with pytest.raises(DataError, match=r"decode worker ended \(exit code 3\) while decoding x.dcm"):
+        list(pipeline._decoded_stream(broken, 2))
+
+
+def _die_on_receipt(conn) -> None:
+    conn.recv()
+    os._exit(3)
+
+
+# What a killed run's leftovers (orphaned decode workers, multiprocessing's resource tracker) used
+# to print into the terminal, and what must never show after a kill or in the re-run.
+_KILL_NOISE = re.compile(r"Traceback|BrokenPipeError|leaked semaphore|resource_tracker")
+
+
 @pytest.mark.slow
-def test_sigkill_midway_then_rerun_loses_and_duplicates_nothing(bundle, tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_sigkill_midway_then_rerun_loses_and_duplicates_nothing(bundle, tmp_path, workers):
     root = tmp_path / "archive"
     uids = _write_archive(root, n_studies=24, videos_per_study=1)
     home = tmp_path / "home"
     cmd = [sys.executable, "-m", "e2r", "index", str(root), "--model", str(bundle), "--data-dir", str(home),
-           "--workers", "0", "--batch-size", "1"]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env={**os.environ, "TQDM_MININTERVAL": "0"})
+           "--workers", str(workers), "--batch-size", "1"]
+    # stderr on a pseudo-terminal: bars are drawn only on a terminal (e2r/progress.py)
+    terminal, stderr = pty.openpty()
+    fcntl.ioctl(stderr, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen(cmd, stderr=stderr, env={**os.environ, "TQDM_MININTERVAL": "0"})
+    os.close(stderr)
     progressed = threading.Event()
+    written: list[str] = []  # everything written to the terminal
 
     def watch() -> None:
-        buf = ""
         while True:
-            ch = proc.stderr.read(1)
-            if not ch:
+            try:
+                chunk = os.read(terminal, 1024)
+            except OSError:  # EIO once every process holding the terminal is gone
                 return
-            buf += ch
-            if re.search(r"indexing:[^\r\n]*\| [3-9]/", buf):  # not the scanning bar
+            if not chunk:
+                return
+            written.append(chunk.decode(errors="replace"))
+            if re.search(r"indexing:[^\r\n]*\| [3-9]/", "".join(written)):  # not the scanning bar
                 progressed.set()
 
-    threading.Thread(target=watch, daemon=True).start()
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     progressed.wait(timeout=120)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    at_kill = len(written)
+    # The killed run's decode workers notice it is gone and end quietly, so the terminal closes.
+    watcher.join(timeout=30)
+    os.close(terminal)
     assert progressed.is_set(), "indexer never showed progress"
+    assert not watcher.is_alive(), "a process of the killed run (a decode worker?) outlived it by 30 s"
+    after_kill = "".join(written[at_kill:])
+    assert not _KILL_NOISE.search(after_kill), after_kill
 
-    result = _index(root, bundle, home)
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout)
+    rerun = subprocess.run([*cmd, "--json"], capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert not _KILL_NOISE.search(rerun.stderr), rerun.stderr
+    summary = json.loads(rerun.stdout)
     assert summary["unchanged"] >= 1, "work done before the kill should be kept"
     assert summary["total_in_collection"] == len(uids)
     from e2r.store import open_store

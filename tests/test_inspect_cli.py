@@ -84,6 +84,15 @@ def test_single_synthetic_video(tmp_path):
     assert text.exit_code == 0 and "PSAX" in text.stdout and "MONOCHROME2" in text.stdout
 
 
+def test_an_implausible_frame_time_is_shown_as_a_note(tmp_path):
+    p = write_us_dicom(tmp_path / "v.dcm", _ramp_video(6), frame_time_ms=1e-300)
+    r = _json(_invoke(str(p), "--json"))
+    assert r["fps"] is None and r["frame_time_ms"] is None and r["duration_s"] is None
+    assert "FrameTime 1e-300 ms" in r["notes"][0] and "outside 5-2000 fps" in r["notes"][0]
+    text = _invoke(str(p))
+    assert text.exit_code == 0 and "note: FrameTime 1e-300 ms" in text.stdout
+
+
 def test_real_echo_cine_text():
     result = _invoke(str(_example("ybr_color")))
     assert result.exit_code == 0, result.output
@@ -138,6 +147,24 @@ def test_dicom_ecg():
     assert r["duration_s"] == pytest.approx(10.0) and r["derived"] == []
     ranges = np.array([[lead["min_mv"], lead["max_mv"]] for lead in r["leads"]])
     assert np.all(ranges[:, 0] < ranges[:, 1]) and np.abs(ranges).max() < 10  # mV, not raw counts
+
+
+@pytest.mark.parametrize("drop_meta_class", [False, True])
+def test_a_dicom_ecg_without_modality_or_sop_class_is_shown_as_read_ecg_reads_it(tmp_path, drop_meta_class):
+    """Issue 20 #8: inspect once sent such a file to the echo reader ("pass an echo video")."""
+    import pydicom
+
+    from e2r.ecg import read_ecg
+
+    ds = pydicom.dcmread(_example("waveform"))
+    del ds.Modality, ds.SOPClassUID
+    if drop_meta_class:
+        del ds.file_meta.MediaStorageSOPClassUID
+    p = tmp_path / "ecg.dcm"
+    ds.save_as(p, enforce_file_format=False)
+    assert detect_kind(p) == "ecg"
+    r = _json(_invoke(str(p), "--json"))
+    assert r["kind"] == "ecg" and r["fs_hz"] == read_ecg(p).fs
 
 
 def test_ecg_bad_header_is_error(tmp_path):

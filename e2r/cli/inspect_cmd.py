@@ -66,11 +66,15 @@ def _is_dicom_waveform(path: Path) -> bool:
 
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, force=True,
-                             specific_tags=["Modality", "SOPClassUID"])
+                             specific_tags=["Modality", "SOPClassUID", "WaveformSequence"])
+        modality = str(ds.get("Modality", "") or "").upper()
+        sop = str(ds.get("SOPClassUID", "") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "")
+                  or "")
     except Exception:  # unreadable headers are reported by the echo reader with a reason
         return False
-    modality = str(ds.get("Modality", "") or "").upper()
-    return modality in ("ECG", "HD") or str(ds.get("SOPClassUID", "")).startswith(_WAVEFORM_SOP_PREFIX)
+    if not modality and not sop:  # untagged: what it holds decides, as for read_ecg, which reads any waveform
+        return "WaveformSequence" in ds
+    return modality in ("ECG", "HD") or sop.startswith(_WAVEFORM_SOP_PREFIX)
 
 
 def ecg_report(path: Path) -> dict[str, Any]:
@@ -181,6 +185,8 @@ def _print_echo(r: dict[str, Any]) -> None:
               "frame_time_ms", "fps", "duration_s", "rows", "cols", "photometric", "transfer_syntax",
               "region", "decodes"]
     print_table([{"field": f, "value": r.get(f)} for f in fields], ["field", "value"])
+    for note in r.get("notes") or ():
+        typer.echo(f"  note: {note}")
 
 
 def _print_archive(r: dict[str, Any]) -> None:

@@ -77,8 +77,9 @@ def decode_video(video: str | Path | VideoInfo, n_frames: int = 16, size: tuple[
 
     info = video if isinstance(video, VideoInfo) else read_video_header(video)
     if fps is not None and info.fps is None:
-        log.warning("%s: no frame time in the file; sampling with stride %d instead of %.3g fps",
-                    info.path, stride or 1, fps)
+        why = "no plausible frame time" if info.notes else "no frame time"
+        log.warning("%s: %s in the file; sampling with stride %d instead of %.3g fps",
+                    info.path, why, stride or 1, fps)
     idx = sample_indices(info.n_frames, n_frames, src_fps=info.fps, fps=fps, stride=stride)
     wanted = sorted(set(int(i) for i in idx))
     crop = info.region or _centre_box(info.rows, info.cols, size)
@@ -238,16 +239,36 @@ def _decode_frames(info: VideoInfo, indices: list[int], mode: str) -> list[np.nd
             f"{info.path}: pixel data cannot be decoded ({ts}: {one_line(err, 150)}); {advice}.",
             reason="decode_failed") from None
     if ybr:
-        if mode == "grey":
-            return [np.ascontiguousarray(f[..., 0]) for f in frames]
-        from PIL import Image
-
-        return [np.asarray(Image.fromarray(np.ascontiguousarray(f), mode="YCbCr").convert("RGB"))
-                for f in frames]
+        return [_from_ybr(f, mode, info) for f in frames]
     return frames
 
 
+def _from_ybr(frame: np.ndarray, mode: str, info: VideoInfo) -> np.ndarray:
+    """One raw YBR frame as luma (H, W) or RGB (H, W, 3). A frame that decodes to one channel is
+    grey data under a YBR header (a grey JPEG labelled YBR_FULL): it is used as the grey it is."""
+    if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[-1] == 1):
+        return frame.reshape(frame.shape[:2])
+    if frame.ndim != 3 or frame.shape[-1] != 3:
+        raise DicomReadError(f"{info.path}: a frame decodes to shape {frame.shape}, not the 3 channels "
+                             f"{info.photometric} has; re-export the file.", reason="decode_failed")
+    if mode == "grey":
+        return np.ascontiguousarray(frame[..., 0])
+    from PIL import Image
+
+    if frame.dtype == np.int8:  # 8-bit YBR marked signed (PixelRepresentation 1): the bytes are as stored
+        frame = frame.view(np.uint8)
+    elif frame.dtype != np.uint8:
+        raise DicomReadError(f"{info.path}: {info.photometric} frames decode to {frame.dtype} samples; e2r reads "
+                             "8-bit YBR colour only, re-export the file as RGB or 8-bit YBR.",
+                             reason="decode_failed")
+    return np.asarray(Image.fromarray(np.ascontiguousarray(frame), mode="YCbCr").convert("RGB"))
+
+
 def _to_uint8(frames: list[np.ndarray], info: VideoInfo) -> np.ndarray:
+    if len({f.shape for f in frames}) > 1:  # e.g. one grey and one colour JPEG frame in a video
+        raise DicomReadError(f"{info.path}: frames decode to different shapes "
+                             f"({', '.join(sorted({str(f.shape) for f in frames}))}); re-export the file.",
+                             reason="decode_failed")
     arr = np.stack(frames)
     if arr.ndim == 4 and arr.shape[-1] == 1:
         arr = arr[..., 0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import statistics
 import struct
 import warnings
 import zlib
@@ -56,6 +57,12 @@ def _pydicom_errors() -> tuple[type[BaseException], ...]:
     return (InvalidDicomError, BytesLengthException, *_DATA_ERRORS)
 _MIN_SIDE = 16  # pixels: an echo frame smaller than this is not a usable image
 _MIN_REGION_SIDE = 8
+# Frame rates a real cine loop can have (fps). Clinical echo runs at about 10 fps (3D, colour
+# Doppler loops) to about 1000 fps (high-frame-rate tissue imaging); the range is a factor 2
+# wider on each side so no real loop is refused, and still narrow enough that a frame time
+# written in the wrong unit (s or us as ms: a factor 1000 off) always falls outside it. A timing
+# tag outside the range is ignored with a note (`VideoInfo.notes`); the next tag is used.
+FPS_RANGE = (5.0, 2000.0)
 
 
 
@@ -80,6 +87,9 @@ class VideoInfo:
     # File offset of encapsulated pixel data's first item (the basic offset table), for decoding
     # frame by frame without parsing the header again; None when not encapsulated (little endian).
     pixel_data_offset: Optional[int] = None
+    # What the reader ignored or assumed, one line each (e.g. a frame time outside FPS_RANGE);
+    # `e2r inspect` shows them.
+    notes: tuple[str, ...] = ()
 
     @property
     def fps(self) -> Optional[float]:
@@ -126,6 +136,9 @@ def _video_info(path: Path, ds: Any, size: int, pixel_pos: int) -> VideoInfo:
     rows, cols, n_frames = _side(path, ds, "Rows"), _side(path, ds, "Columns"), _n_frames(ds)
     ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
     items_at = _check_pixel_data(path, ds, ts, size, pixel_pos, rows, cols, n_frames)
+    frame_time_ms, timing_notes = _frame_time_ms(ds)
+    for note in timing_notes:
+        log.info("%s: %s", path, note)
     return VideoInfo(
         path=str(path),
         study_uid=str(ds.get("StudyInstanceUID", "") or ""),
@@ -134,7 +147,7 @@ def _video_info(path: Path, ds: Any, size: int, pixel_pos: int) -> VideoInfo:
         patient_id=str(ds.get("PatientID", "") or ""),
         study_date=_date(ds.get("StudyDate", "")),
         n_frames=n_frames,
-        frame_time_ms=_frame_time_ms(ds),
+        frame_time_ms=frame_time_ms,
         rows=rows,
         cols=cols,
         view=view_of(ds),
@@ -142,6 +155,7 @@ def _video_info(path: Path, ds: Any, size: int, pixel_pos: int) -> VideoInfo:
         transfer_syntax=ts,
         region=_region(ds, rows, cols),
         pixel_data_offset=items_at,
+        notes=timing_notes,
     )
 
 
@@ -304,8 +318,14 @@ def _date(value: Any) -> str:
     return s
 
 
-def _frame_time_ms(ds: Any) -> Optional[float]:
-    """Frame time in ms: FrameTime, else from CineRate / RecommendedDisplayFrameRate / FrameTimeVector."""
+def _frame_time_ms(ds: Any) -> tuple[Optional[float], tuple[str, ...]]:
+    """Frame time in ms from the first timing tag that gives a rate in FPS_RANGE: FrameTime,
+    CineRate, RecommendedDisplayFrameRate, then the median of FrameTimeVector's plausible
+    intervals (one absurd interval must not set the rate). Returns (None, notes) when no tag is
+    plausible; the notes name each tag that was there but ignored."""
+    lo, hi = FPS_RANGE
+    notes: list[str] = []
+
     def num(v: Any) -> Optional[float]:
         try:
             f = float(v)
@@ -313,20 +333,42 @@ def _frame_time_ms(ds: Any) -> Optional[float]:
             return None
         return f if math.isfinite(f) and f > 0 else None
 
-    if (ft := num(ds.get("FrameTime"))) is not None:
-        return ft
+    def plausible_ms(ms: Optional[float]) -> bool:
+        return ms is not None and 1000.0 / hi <= ms <= 1000.0 / lo
+
+    ft = num(ds.get("FrameTime"))
+    if plausible_ms(ft):
+        return ft, ()
+    if ft is not None:
+        notes.append(f"FrameTime {ft:g} ms ({1000.0 / ft:.3g} fps) is outside {lo:g}-{hi:g} fps; ignored")
     for rate_tag in ("CineRate", "RecommendedDisplayFrameRate"):
-        if (rate := num(ds.get(rate_tag))) is not None:
-            return 1000.0 / rate
+        rate = num(ds.get(rate_tag))
+        if rate is not None and plausible_ms(1000.0 / rate):
+            return 1000.0 / rate, _timing_notes(notes, f"{rate_tag} {rate:g} fps")
+        if rate is not None:
+            notes.append(f"{rate_tag} {rate:g} fps is outside {lo:g}-{hi:g} fps; ignored")
     vector = ds.get("FrameTimeVector")
     if vector is not None:
         try:
-            deltas = [d for d in (float(v) for v in list(vector)[1:]) if math.isfinite(d) and d > 0]
+            deltas = [d for d in (num(v) for v in list(vector)[1:]) if d is not None]
         except (TypeError, ValueError, OverflowError):
             deltas = []
-        if deltas:
-            return sum(deltas) / len(deltas)
-    return None
+        usable = [d for d in deltas if plausible_ms(d)]
+        if len(usable) < len(deltas):
+            notes.append(f"{len(deltas) - len(usable)} of {len(deltas)} FrameTimeVector intervals are outside "
+                         f"{lo:g}-{hi:g} fps; ignored")
+        if usable:
+            median = statistics.median(usable)
+            return median, _timing_notes(notes, f"the median FrameTimeVector interval, {median:g} ms")
+    if notes:
+        notes.append("no plausible frame timing; frames are sampled by stride, not by time")
+    return None, tuple(notes)
+
+
+def _timing_notes(ignored: list[str], used: str) -> tuple[str, ...]:
+    """The notes of a fallback: what was ignored, then what the frame time comes from (no notes
+    when nothing before `used` was ignored)."""
+    return (*ignored, f"frame time from {used}") if ignored else ()
 
 
 def _region(ds: Any, rows: int, cols: int) -> Optional[tuple[int, int, int, int]]:

@@ -4,7 +4,9 @@ Three kinds of case, each a good seed file with one or more mutations applied:
 
   "wfdb"       WFDB ECG records (.hea + .dat/.mat). Seeds: `helpers.cohort.write_ecg` (12 leads,
                100 Hz, format 16) and, when ../shared/data/ecg is there, copies of CinC 2021
-               records (.mat, format 16x1+24) and PTB s0010_re (15 signals in two files).
+               records (.mat, format 16x1+24) and PTB s0010_re (15 signals in two files); and
+               `helpers.wfdb_quirks.write_georgia_original`, a CinC Georgia record in its original
+               form (`E00271.mat 12 500 5000 05-May-2020 14:50:55`, `16+24 1000/mV` signal lines).
                Mutations: every field of the record line and of the signal lines (sampling rate,
                signal count, sample count, file name, format, gain, baseline, units, ADC fields,
                lead names), line structure (dropped, duplicated, reordered lines, CRLF, BOM, NUL),
@@ -94,7 +96,7 @@ def seeds(shared: Path = SHARED_ECG) -> list[Seed]:
     """The good inputs every case starts from; shared-data seeds only when the folder exists."""
     import pydicom.examples
 
-    out = [Seed("synth100", "wfdb", (), "synth100.hea")]
+    out = [Seed("synth100", "wfdb", (), "synth100.hea"), Seed(GEORGIA_SEED, "wfdb", (), "E00271.hea")]
     cinc = shared / "cinc2021"
     if cinc.is_dir():
         names = sorted({p.stem for p in cinc.glob("*.hea") if p.with_suffix(".mat").is_file()})
@@ -150,6 +152,10 @@ def write_seed(seed: Seed, out_dir: Path) -> Path:
             dst = folder / (seed.main if seed.kind != "wfdb" else Path(src).name)
             shutil.copyfile(src, dst)
             os.chmod(dst, 0o644)
+    elif seed.name == GEORGIA_SEED:
+        from helpers.wfdb_quirks import write_georgia_original
+
+        write_georgia_original(folder)
     elif seed.kind == "wfdb":
         from helpers.cohort import write_ecg
 
@@ -222,6 +228,13 @@ WFDB_LINES = [("drop_last_sig", E), ("drop_first_sig", E), ("dup_first_sig", A),
               ("reorder", E), ("comment_noise", A)]
 WFDB_SIGBYTES = [("empty", E), ("one_byte", E), ("odd_len", E), ("half", E), ("double", A),
                  ("random_same_size", A), ("all_nan", E), ("all_zero", A), ("all_max", A)]
+# The original CinC Georgia header (record name `E00271.mat`, read as `E00271` with a note): every
+# record-line mutation above, plus record names whose extension names no signal file.
+GEORGIA_SEED = "georgia_original"
+WFDB_GEORGIA = [(("rec", 0, "E00271"), A), (("rec", 0, "E00271.dat"), E), (("rec", 0, "E00271.MAT"), E),
+                (("rec", 0, "E00271.mat.mat"), E), (("rec", 0, ".mat"), E), (("rec", 0, "other.mat"), E),
+                (("rec", 4, "31-Dec-2020"), A), (("rec", 4, "__del__"), A), (("lines", "crlf"), A),
+                (("sig", "all", "file", "E00271.dat"), E)]
 
 ECG_WAVE_ATTR = (
     [("NumberOfWaveformSamples", v, e) for v, e in [(0, E), (1, E), (2, E), (3, A), (0xFFFFFFFF, E),
@@ -249,7 +262,8 @@ ECG_CHANNEL = [("no_source_seq", A, E), ("source_empty", A, E), ("source_no_code
                ("baseline_nan", A, E), ("label_nonascii", A, A)]   # (variant, expect first, expect all)
 ECG_CHANNELSEQ = [("removed", E), ("empty", E), ("fewer", E), ("extra", A)]
 ECG_TOP = [("Modality", "US", A), ("Modality", None, A), ("Modality", "__del__", A),
-           ("SOPClassUID", "1.2.840.10008.5.1.4.1.1.3.1", A)]
+           ("SOPClassUID", "1.2.840.10008.5.1.4.1.1.3.1", A),
+           ("Modality+SOPClassUID", "__del__", A)]  # untagged: `e2r inspect` must read it as read_ecg does
 ECG_TS = [IMPLICIT_LE, EXPLICIT_BE, DEFLATED_LE, JPEG_BASELINE, "1.2.3.4"]
 
 ECHO_ATTR = (
@@ -263,10 +277,11 @@ ECHO_ATTR = (
     + [("BitsStored", v, A) for v in (0, 12, 16, None)]
     + [("HighBit", v, A) for v in (15, None)]
     + [("PixelRepresentation", v, A) for v in (1, 5)]
-    + [("PhotometricInterpretation", v, A) for v in ("", "PALETTE COLOR", "YBR_FULL_422", "XYZ",
+    + [("PhotometricInterpretation", v, A) for v in ("", "PALETTE COLOR", "YBR_FULL_422", "YBR_FULL", "XYZ",
                                                      "MONOCHROME1", "RGB", "YBR_RCT")]
     + [("PlanarConfiguration", v, A) for v in (1, 7, None)]
-    + [("FrameTime", v, A) for v in ("0", "nan", "-40", "inf", "abc", "1e-300", "1e9", None, "__del__")]
+    + [("FrameTime", v, A) for v in ("0", "nan", "-40", "inf", "abc", "1e-300", "1e9", None, "__del__",
+                                     "1e300", "100000", "0.0001", "0.04")]  # 0.04: seconds written as ms
     + [("StudyDate", v, A) for v in ("00000000", "", "2024-01-02", "99999999", "20241340", "2024010",
                                      "20240230")]
     + [("Modality", v, e) for v, e in [("", A), ("us", A), ("CT", E), ("__del__", A), ("US\\CT", A)]]
@@ -276,7 +291,8 @@ ECHO_ATTR = (
                                              "A4C\\PLAX")]
     + [("SpecificCharacterSet", v, A) for v in ("GARBAGE", "ISO_IR 192", "ISO_IR 100")]
 )
-ECHO_FRAMETIME = ["cine_rate_zero", "cine_rate_huge", "ftv_garbage", "ftv_nan", "none"]
+ECHO_FRAMETIME = ["cine_rate_zero", "cine_rate_huge", "ftv_garbage", "ftv_nan", "none", "ftv_one_absurd",
+                  "cine_rate_huge_ftv_ok"]
 ECHO_REGIONS = ["non_sequence", "non_sequence_us", "non_sequence_bytes", "empty_seq", "item_empty",
                 "coords_huge", "coords_inverted", "coords_zero_area", "coords_negative", "coords_text",
                 "many_items", "item_missing_fields", "spatial_format_garbage", "nested_regions"]
@@ -310,7 +326,13 @@ def _seed_ops(seed: Seed, full: bool) -> list[tuple[tuple, str]]:
     """The deterministic (op, expect) list for one seed (random ops get their randomness later)."""
     ops: list[tuple[tuple, str]] = []
     if seed.kind == "wfdb":
-        if full:
+        if seed.name == GEORGIA_SEED:
+            ops += [(("rec", 2, v), e) for v, e in WFDB_FS]
+            ops += [(("rec", 1, v), e) for v, e in WFDB_NSIG]
+            ops += [(("rec", 3, v), e) for v, e in WFDB_SIGLEN]
+            ops += [(("rec", i, v), e) for i, v, e in WFDB_RECOTHER]
+            ops += WFDB_GEORGIA
+        elif full:
             ops += [(("rec", 2, v), e) for v, e in WFDB_FS]
             ops += [(("rec", 1, v), e) for v, e in WFDB_NSIG]
             ops += [(("rec", 3, v), e) for v, e in WFDB_SIGLEN]
@@ -780,7 +802,8 @@ def _mutate_ecg(ds: Any, op: tuple, rng: np.random.Generator) -> None:
 
     kind = op[0]
     if kind == "top":
-        _set(ds, op[1], op[2])
+        for attr in op[1].split("+"):
+            _set(ds, attr, op[2])
         return
     waves = ds.WaveformSequence
     rhythm = [w for w in waves if "MEDIAN" not in str(w.get("MultiplexGroupLabel", "")).upper()]
@@ -911,6 +934,11 @@ def _mutate_echo(ds: Any, op: tuple, rng: np.random.Generator) -> None:
             _set(ds, "FrameTimeVector", ["abc", "nan", "-1"], vr="DS")
         elif variant == "ftv_nan":
             _set(ds, "FrameTimeVector", ["0", "nan", "inf"] + ["nan"] * 5, vr="DS")
+        elif variant == "ftv_one_absurd":
+            _set(ds, "FrameTimeVector", ["0"] + ["40"] * (int(ds.NumberOfFrames) - 2) + ["1e300"], vr="DS")
+        elif variant == "cine_rate_huge_ftv_ok":
+            _set(ds, "CineRate", "99999999")
+            _set(ds, "FrameTimeVector", ["0"] + ["40"] * (int(ds.NumberOfFrames) - 1), vr="DS")
     elif kind == "regions":
         _mutate_regions(ds, op[1])
     elif kind == "pixels":
