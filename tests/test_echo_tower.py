@@ -39,7 +39,7 @@ def tower(cohort, tmp_path_factory):
     return out, result
 
 
-def test_tower_learns_the_measurements_and_describes_itself(tower):
+def test_tower_describes_itself(tower):
     from e2r.echo_tower import load_echo_tower
 
     out, result = tower
@@ -49,13 +49,32 @@ def test_tower_learns_the_measurements_and_describes_itself(tower):
     assert set(meta["norm"]) == set(meta["fields"]) and all(sd > 0 for _, sd in meta["norm"].values())
     assert meta["trained_on"]["train_studies"] == 18 and meta["trained_on"]["val_studies"] == 6
     assert set(meta["val"]["lvef"]) == {"r", "mae", "study_r"}
-    # The disc radius in the videos follows the same latent as LVEF: the tower must find it.
-    assert result.best_metrics["val_r_lvef"] > 0.5, result.best_metrics
     assert result.select_metric == "val_mean_r"
     lines = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
     assert len(lines) == 6 and all("val_loss" in r and "val_mean_r" in r for r in lines)
     model, meta2 = load_echo_tower(out)
     assert meta2["hash"] == meta["hash"] and model.head.out_features == 7
+
+
+# Enough studies and steps that learning is not a coin flip. The module's 24-patient tower (6
+# validation studies, 30 steps) gave val r(LVEF) from -0.02 to 0.97 over training seeds 0-9;
+# this run gave 0.973-0.992 (`python tests/margins.py --only tower`), so 0.8 leaves a margin of
+# over 25 seed SDs for float differences between machines.
+LEARNING_PATIENTS, LEARNING_EPOCHS, LEARNING_MIN_R = 96, 12, 0.8
+
+
+def train_learning_tower(root, seed: int = 0, cohort_seed: int = 7):
+    """Pretrain a tower on a 96-patient tiny cohort (24 validation studies) for 12 epochs."""
+    if not (root / "cohort" / "pairs.csv").is_file():
+        write_tiny_cohort(root / "cohort", patients=LEARNING_PATIENTS, seed=cohort_seed)
+    return train_echo_tower(_cfg(root / "cohort", root / f"tower-seed{seed}", seed=seed, epochs=LEARNING_EPOCHS),
+                            PRESET.echo, min_studies=4)
+
+
+def test_tower_learns_the_measurements(tmp_path):
+    # The disc radius in the videos follows the same latent as LVEF: the tower must find it.
+    result = train_learning_tower(tmp_path)
+    assert result.best_metrics["val_r_lvef"] > LEARNING_MIN_R, result.best_metrics
 
 
 def test_pretraining_never_reads_test_studies(cohort, tmp_path):

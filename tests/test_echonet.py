@@ -84,10 +84,16 @@ def write_echonet(root: Path, n_train: int = 14, n_val: int = 6, n_test: int = 2
     return {"rows": rows, "corrupt": corrupt, "train": n_train + 1, "val": n_val, "test": n_test}
 
 
+# 40 training and 20 validation videos, 12 epochs: with 14 and 6 for 6 epochs, val r(EDV) ranged
+# 0.21-0.94 over training seeds 0-9 (a coin flip against 0.5); with these it ranged 0.80-0.96
+# (`python tests/margins.py --only echonet`).
+N_TRAIN, N_VAL, TOWER_EPOCHS = 40, 20, 12
+
+
 @pytest.fixture(scope="module")
 def echonet(tmp_path_factory):
     root = tmp_path_factory.mktemp("EchoNet-Dynamic")
-    return root, write_echonet(root)
+    return root, write_echonet(root, n_train=N_TRAIN, n_val=N_VAL)
 
 
 def test_filelist_reads_every_column_and_reports_bad_rows_by_line(echonet):
@@ -180,16 +186,21 @@ def test_pyav_wheel_bundles_its_codecs():
     assert "libavcodec" in av.library_versions
 
 
-@pytest.fixture(scope="module")
-def echonet_tower(echonet, tmp_path_factory):
+def train_echonet_tower(root: Path, out: Path, seed: int = 0):
+    """Pretrain the tower on an EchoNet folder as the tests do (tests/margins.py sweeps the seed)."""
     from trainer.config import make_train_config
     from trainer.echo_pretrain import ECHO_DEFAULTS, train_echo_tower
 
+    cfg = make_train_config(root, out, defaults=ECHO_DEFAULTS, epochs=TOWER_EPOCHS, batch_size=8, progress=False,
+                            warmup_epochs=0, cache_dir=str(out.parent / "cache"), seed=seed)
+    return train_echo_tower(cfg, PRESET.echo, min_studies=4)
+
+
+@pytest.fixture(scope="module")
+def echonet_tower(echonet, tmp_path_factory):
     root, _ = echonet
     out = tmp_path_factory.mktemp("echonet-tower") / "tower"
-    cfg = make_train_config(root, out, defaults=ECHO_DEFAULTS, epochs=6, batch_size=8, progress=False,
-                            warmup_epochs=0, cache_dir=str(out.parent / "cache"))
-    return out, train_echo_tower(cfg, PRESET.echo, min_studies=4)
+    return out, train_echonet_tower(root, out)
 
 
 def test_train_echo_on_echonet_learns_the_volume_and_skips_the_corrupt_video(echonet, echonet_tower):
@@ -202,9 +213,9 @@ def test_train_echo_on_echonet_learns_the_volume_and_skips_the_corrupt_video(ech
     assert trained["train_studies"] == wrote["train"] - 1 and trained["val_studies"] == wrote["val"]
     assert trained["test_videos_not_read"] == wrote["test"]
     assert set(meta["val_r_by_view"]) == {"A4C"}
-    assert result.epochs == 6 and np.isfinite(result.best_metrics["val_loss"])
+    assert result.epochs == TOWER_EPOCHS and np.isfinite(result.best_metrics["val_loss"])
     # The pool's size in the AVI pixels follows EDV: labels and videos must reach the tower aligned.
-    # (EF, the pool's area change, needs more than 14 training videos to be learnt.)
+    # (EF, the pool's area change, is not reliably learnt from 40 training videos: 0.27-0.79.)
     assert result.best_metrics["val_r_lvedv"] > 0.5, result.best_metrics
 
 
