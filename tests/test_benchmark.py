@@ -262,29 +262,36 @@ def test_claims_check_the_targets_and_the_seed_spread():
     assert got["attention > single-view: LVEF<=45 AUROC (cross-modal kNN)"] is True
 
 
-def test_supervised_ceiling_learns_and_masks_missing_labels():
+def train_ceiling_on_written_labels(seed: int = 0, n: int = 48):
+    """The supervised ceiling trained on ECG-shaped noise with the LVEF written into the signal;
+    (model, test-split predictions, every item's LVEF, targets). tests/margins.py sweeps it over seeds."""
     from trainer.supervised import SupervisedConfig, targets_of, train_supervised
+    from e2r.presets import get_preset, with_overrides
 
     rng = np.random.default_rng(4)
-    n = 48
     lvef = rng.uniform(20, 70, n)
     x = rng.standard_normal((n, 12, 1000)).astype(np.float32) * 0.1
     x[:, :, :500] += ((lvef - 45) / 25)[:, None, None]  # the label is written into the signal
     rows = [{"lvef": float(v), "ivsd": 14.0 if v < 40 else 9.0, "lvpwd": 9.0} for v in lvef]
     rows[0] = None  # a study without phenotypes: masked out of every loss
-    t = targets_of(rows)
-    assert t["lvef_class"][0] == -1 and np.isnan(t["lvh"][0]) and t["lvef_class"][1] == int(np.searchsorted([40, 50], lvef[1], side="right"))
-    cfg = SupervisedConfig(epochs=4, batch_size=16, lr=3e-3, warmup_epochs=0, augment=SupervisedConfig().augment.__class__(enabled=False))
-    from e2r.presets import get_preset, with_overrides
-
+    cfg = SupervisedConfig(epochs=4, batch_size=16, lr=3e-3, warmup_epochs=0, seed=seed,
+                           augment=SupervisedConfig().augment.__class__(enabled=False))
     small = with_overrides(get_preset("tiny"), ecg__dim=32, ecg__depth=1, ecg__heads=2)  # keeps the test fast
-    model = train_supervised(x[:36], rows[:36], x[36:], rows[36:], small, cfg)
-    pred = model.predict(x[36:])
-    assert pred["class_proba"].shape == (12, len(LVEF_CLASSES))
+    split = 3 * n // 4
+    model = train_supervised(x[:split], rows[:split], x[split:], rows[split:], small, cfg)
+    return model, model.predict(x[split:]), lvef, targets_of(rows)
+
+
+def test_supervised_ceiling_learns_and_masks_missing_labels():
+    model, pred, lvef, t = train_ceiling_on_written_labels()
+    lvef_test = lvef[-len(pred["lvef"]):]
+    assert t["lvef_class"][0] == -1 and np.isnan(t["lvh"][0])
+    assert t["lvef_class"][1] == int(np.searchsorted([40, 50], lvef[1], side="right"))
+    assert pred["class_proba"].shape == (len(lvef_test), len(LVEF_CLASSES))
     assert np.allclose(pred["class_proba"].sum(axis=1), 1.0)
     assert np.all((pred["p_lvh"] > 0) & (pred["p_lvh"] < 1))
     assert model.history[-1]["train_loss"] < model.history[0]["train_loss"]
-    assert np.corrcoef(pred["lvef"], lvef[36:])[0, 1] > 0.5
+    assert np.corrcoef(pred["lvef"], lvef_test)[0, 1] > 0.5
 
 
 def test_evaluate_embeddings_without_labelled_train_data_skips_knn_blocks():
