@@ -16,8 +16,16 @@ Schema (one row per echo study, keyed by StudyInstanceUID):
 | heart_rate   | bpm    |                                                     |
 | rhythm       |        | `sinus` or `af`                                     |
 
+Optional columns (a CSV without them reads as before, and its rows carry no such key):
+
+| column       | unit   | meaning                                             |
+|--------------|--------|-----------------------------------------------------|
+| wmsi         |        | wall-motion score index, 1 (normal) to 4 (ASE scale)|
+| territory    |        | coronary territory of regional dysfunction: `none`, `global`, or `LAD`, `LCx`, `RCA` joined by `+` (`LAD+RCA`) |
+
 Derived labels: `lvef_class` (reduced < 40 %, mildly_reduced 40-49 %, preserved >= 50 %),
 `lvef_le45` (1 when LVEF <= 45 %, EchoNext's flag), `lvh` (1 when max(ivsd, lvpwd) >= 13 mm).
+Derived number (arrays only, never a CSV column): `lvsv` = lvedv - lvesv, the stroke volume (mL).
 """
 
 from __future__ import annotations
@@ -38,6 +46,14 @@ NUMERIC_FIELDS = (
 LABEL_FIELDS = ("lvef_class", "lvef_le45", "lvh")
 # Phenotype-aware retrieval: a study is relevant when every one of these lies within 0.5 SD.
 RELEVANCE_FIELDS = ("lvef", "lvedv", "lvesv", "ivsd", "lvpwd")
+# The Echo2ECG paper's relevance: one of these at a time within 0.5 SD (a mAP per field).
+PER_PHENOTYPE_FIELDS = ("lvef", "lvedv", "lvesv", "lvsv")
+# Optional columns: regional wall motion, as real echo reports carry it.
+OPTIONAL_COLUMNS = ("wmsi", "territory")
+WMSI_RANGE = (1.0, 4.0)  # ASE: 1 normal, 2 hypokinetic, 3 akinetic, 4 dyskinetic; the index is their mean
+# Canonical territory names; a multi-territory value joins the coronary ones in this order.
+CORONARY_TERRITORIES = ("LAD", "LCx", "RCA")
+TERRITORY_WORDS = ("none", "global")
 # What the echo tower learns to regress from each video.
 TOWER_FIELDS = ("lvef", "lvedv", "lvesv", "ivsd", "lvpwd", "la_volume", "rv_diameter")
 LVEF_CLASSES = ("reduced", "mildly_reduced", "preserved")
@@ -106,6 +122,7 @@ def read_phenotypes(path: str | Path) -> tuple[dict[str, dict[str, Any]], list[P
             reader = csv.DictReader(fh)
             if reader.fieldnames is None or "study_uid" not in reader.fieldnames:
                 raise DataError(f"{path}: no 'study_uid' column; the phenotype CSV needs the columns listed in the README")
+            optional = [c for c in OPTIONAL_COLUMNS if c in reader.fieldnames]
             for line, raw in enumerate(reader, start=2):
                 try:
                     uid = (raw.get("study_uid") or "").strip()
@@ -116,6 +133,10 @@ def read_phenotypes(path: str | Path) -> tuple[dict[str, dict[str, Any]], list[P
                         values[field] = parse_number(raw.get(field), field)
                     rhythm = (raw.get("rhythm") or "").strip()
                     values["rhythm"] = rhythm or None
+                    if "wmsi" in optional:
+                        values["wmsi"] = parse_wmsi(raw.get("wmsi"))
+                    if "territory" in optional:
+                        values["territory"] = parse_territory(raw.get("territory"))
                     values.update(derive_labels(values))
                     values["patient_id"] = (raw.get("patient_id") or "").strip() or None
                     rows[uid] = values
@@ -139,22 +160,60 @@ def parse_number(text: Optional[str], field: str) -> Optional[float]:
     return value
 
 
+def parse_wmsi(text: Optional[str]) -> Optional[float]:
+    """The wall-motion score index of a CSV cell, None when empty; ValueError outside WMSI_RANGE."""
+    value = parse_number(text, "wmsi")
+    lo, hi = WMSI_RANGE
+    if value is not None and not lo <= value <= hi:
+        raise ValueError(f"wmsi={text!r} is outside {lo:g}-{hi:g} (the ASE wall-motion score index)")
+    return value
+
+
+def parse_territory(text: Optional[str]) -> Optional[str]:
+    """The canonical territory of a CSV cell (`lad+rca` -> `LAD+RCA`), None when empty; ValueError
+    naming the valid values otherwise. Canonical names make equal territories compare equal."""
+    cell = (text or "").strip()
+    if not cell:
+        return None
+    if cell.lower() in TERRITORY_WORDS:
+        return cell.lower()
+    known = {t.lower() for t in CORONARY_TERRITORIES}
+    parts = [p.strip().lower() for p in cell.split("+")]
+    if any(p not in known for p in parts) or len(set(parts)) != len(parts):
+        raise ValueError(f"territory={text!r} is not one of {', '.join(TERRITORY_WORDS + CORONARY_TERRITORIES)} "
+                         "or a '+' combination such as LAD+RCA")
+    return "+".join(t for t in CORONARY_TERRITORIES if t.lower() in parts)
+
+
 def write_phenotypes(path: str | Path, rows: list[dict[str, Any]]) -> None:
-    """Write rows (dicts with PHENOTYPE_COLUMNS) as a phenotype CSV, labels derived from the numbers."""
+    """Write rows (dicts with PHENOTYPE_COLUMNS) as a phenotype CSV, labels derived from the numbers;
+    an optional column is written only when some row carries a value for it."""
+    columns = PHENOTYPE_COLUMNS + tuple(c for c in OPTIONAL_COLUMNS if any(r.get(c) is not None for r in rows))
     with Path(path).open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=PHENOTYPE_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             full = {**row, **derive_labels(row)}
-            writer.writerow({k: ("" if full.get(k) is None else full.get(k)) for k in PHENOTYPE_COLUMNS})
+            writer.writerow({k: ("" if full.get(k) is None else full.get(k)) for k in columns})
+
+
+def stroke_volume(row: Mapping[str, Any]) -> Optional[float]:
+    """lvsv = lvedv - lvesv (mL); None when either is missing."""
+    edv, esv = row.get("lvedv"), row.get("lvesv")
+    return None if edv is None or esv is None else float(edv) - float(esv)
+
+
+# Numbers derived from a row for metrics (phenotype_arrays, cohort_sd); never CSV columns.
+DERIVED_NUMBERS = {"lvsv": stroke_volume}
 
 
 def phenotype_arrays(rows: Sequence[Optional[Mapping[str, Any]]], fields: Sequence[str]) -> dict[str, np.ndarray]:
-    """{field: float (N,)} from phenotype rows, NaN where missing."""
+    """{field: float (N,)} from phenotype rows, NaN where missing; a DERIVED_NUMBERS field (lvsv)
+    is computed from the row."""
     out = {f: np.full(len(rows), np.nan) for f in fields}
     for i, row in enumerate(rows):
         for f in fields:
-            v = row.get(f) if row else None
+            v = (DERIVED_NUMBERS[f](row) if f in DERIVED_NUMBERS else row.get(f)) if row else None
             if v is not None:
                 out[f][i] = float(v)
     return out

@@ -21,11 +21,12 @@ from queries.eval.arms import (
     cross_modal_knn,
     paper_knn,
     prior_predictions,
+    relevance_sd,
     retrieval_metrics_both,
     truth_of,
 )
 from queries.eval.protocol import BenchmarkSpec, BenchmarkSteps, make_random_bundle, run_benchmark
-from queries.eval.report import claims
+from queries.eval.report import claims, render_markdown
 
 FIELDS = ("lvef", "lvedv", "lvesv", "ivsd", "lvpwd")
 
@@ -96,6 +97,57 @@ def test_retrieval_both_directions_match_brute_force():
     assert len(curves["ecg_to_echo/exact"]) == 30 and curves["ecg_to_echo/exact"][-1] == pytest.approx(1.0)
 
 
+def _brute_map(sim, rel):
+    """Mean average precision, ties pessimistic (irrelevant first), in python loops."""
+    aps = []
+    for s, r in zip(sim.tolist(), rel.tolist()):
+        if not any(r):
+            continue
+        flags = [r[j] for j in sorted(range(len(s)), key=lambda j: (-s[j], r[j], j))]
+        hits = np.cumsum(flags)
+        aps.append(np.mean([hits[i] / (i + 1) for i, f in enumerate(flags) if f]))
+    return float(np.mean(aps))
+
+
+def test_per_phenotype_and_wall_motion_blocks_match_brute_force():
+    rng = np.random.default_rng(8)
+    uids = [f"S{i}" for i in range(30)]
+    terr = ("none", "LAD", "RCA", None)
+    phenos = {u: {**_pheno(u, rng), "wmsi": float(rng.choice([1.0, 1.5, 2.2])), "territory": terr[i % 4]}
+              for i, u in enumerate(uids)}
+    phenos["S5"]["lvesv"] = None  # no lvsv for S5
+    ecg_study = uids[:20]
+    sim = np.round(rng.standard_normal((20, 30)), 1)  # some ties
+    settings = EvalSettings()
+    sd = relevance_sd(phenos, settings)
+    assert set(sd) == {*FIELDS, "lvsv", "wmsi"}
+    out, curves = retrieval_metrics_both(sim, ecg_study, uids, phenos, sd, settings)
+
+    def sv(u):
+        r = phenos[u]
+        return np.nan if r["lvesv"] is None else r["lvedv"] - r["lvesv"]
+    for f in ("lvef", "lvedv", "lvesv", "lvsv"):
+        val = sv if f == "lvsv" else (lambda u, f=f: np.nan if phenos[u][f] is None else phenos[u][f])
+        rel = np.array([[abs(val(g) - val(q)) <= 0.5 * sd[f] for g in uids] for q in ecg_study])
+        assert out["ecg_to_echo"]["per_phenotype"][f]["map"] == pytest.approx(_brute_map(sim, rel)), f
+        rev = rel[:, :20].T  # echo -> ECG: the studies with an ECG are the queries
+        assert out["echo_to_ecg"]["per_phenotype"][f]["map"] == pytest.approx(_brute_map(sim[:, :20].T, rev)), f
+    wm = np.array([[(phenos[q]["territory"] is not None and phenos[q]["territory"] == phenos[g]["territory"])
+                    or abs(phenos[g]["wmsi"] - phenos[q]["wmsi"]) <= 0.5 * sd["wmsi"] for g in uids] for q in ecg_study])
+    assert out["ecg_to_echo"]["wall_motion"]["map"] == pytest.approx(_brute_map(sim, wm))
+    assert out["ecg_to_echo"]["wall_motion"]["mean_relevant"] == pytest.approx(wm.sum(1).mean())
+    # the conjunction is computed as before, and only the first two rules draw curves
+    base, _ = retrieval_metrics_both(sim, ecg_study, uids, phenos, cohort_sd(phenos, FIELDS), EvalSettings())
+    assert out["ecg_to_echo"]["phenotype"] == base["ecg_to_echo"]["phenotype"]
+    assert set(curves) == {f"{d}/{r}" for d in ("ecg_to_echo", "echo_to_ecg") for r in ("exact", "phenotype")}
+    # without the optional columns: no wall-motion block and no WMSI width
+    plain = {u: {k: v for k, v in r.items() if k not in ("wmsi", "territory")} for u, r in phenos.items()}
+    sd_plain = relevance_sd(plain, settings)
+    out, _ = retrieval_metrics_both(sim, ecg_study, uids, plain, sd_plain, settings)
+    assert "wmsi" not in sd_plain and "wall_motion" not in out["ecg_to_echo"]
+    assert set(out["ecg_to_echo"]["per_phenotype"]) == {"lvef", "lvedv", "lvesv", "lvsv"}
+
+
 def test_knn_blocks_against_references():
     rng = np.random.default_rng(2)
     # two clusters: reduced LVEF near e0, preserved near e1
@@ -155,7 +207,8 @@ def _ecg_cohort(root: Path, n_patients: int = 18) -> tuple[Path, Path, dict]:
                 write_ecg(root / "ecg" / f"e{i}", float(rng.uniform()), rng)
                 ecg = f"ecg/e{i}"
             rows.append({"ecg_path": ecg, "study_uid": uid, "patient_id": f"P{i}", "days": 0, "split": split})
-            phenos.append(_pheno(uid, rng, lvef=30.0 if i % 2 else 60.0))  # both classes in every split
+            phenos.append({**_pheno(uid, rng, lvef=30.0 if i % 2 else 60.0),  # both classes in every split
+                           "wmsi": 1.6 if i % 2 else 1.0, "territory": "LAD" if i % 2 else "none"})
     pairs, ph = _write_csvs(root, rows, phenos)
     return pairs, ph, {r["study_uid"]: r for r in rows}
 
@@ -233,18 +286,38 @@ def test_run_benchmark_with_injected_steps_writes_report(tmp_path):
     assert tower["runs"][0]["tower"]["hash"] == "tower0"
     md = (tmp_path / "out" / "report.md").read_text()
     assert "synthetic phantom cohort" in md and "| Echo2ECG (attention pooling) | 1.000 ± 0.000 |" in md
+    # the paper's per-phenotype relevance and the wall-motion one, beside the conjunction
+    assert res["settings"]["per_phenotype_fields"] == ["lvef", "lvedv", "lvesv", "lvsv"]
+    assert set(res["settings"]["relevance_sd"]) == {*FIELDS, "lvsv", "wmsi"}
+    for arm, direction in (("attention", "ecg_to_echo"), ("chance", "echo_to_ecg"), ("echo-tower", "echo_to_echo")):
+        block = res["arms"][arm]["mean_sd"]["retrieval"][direction]
+        assert set(block["per_phenotype"]) == {"lvef", "lvedv", "lvesv", "lvsv"} and "map" in block["wall_motion"]
+        assert "per_phenotype" in res["arms"][arm]["per_seed"][1]["retrieval"][direction]
+    # the tower's queries are not their own neighbours under any rule; LVEF is 30 or 60, so the
+    # fake tower (which encodes LVEF) ranks every same-LVEF study first: LVEF mAP 1
+    tower_lvef = tower["per_seed"][0]["retrieval"]["echo_to_echo"]["per_phenotype"]["lvef"]
+    assert tower_lvef["map"] == 1.0 and tower_lvef["mean_relevant"] < res["splits"]["test"]["studies"]
+    assert "## Retrieval mAP: e2r's conjunction beside the paper's per-phenotype relevance" in md
+    assert "| Arm | Direction | conjunction mAP | lvef mAP | lvedv mAP | lvesv mAP | lvsv mAP |" in md
+    assert "| Echo tower alone (echo -> echo) | echo -> echo (tower) | " in md
+    assert "## Retrieval: wall-motion-aware relevance" in md and "Not computed" not in md
+    for arm in res["arms"].values():  # a cohort without wmsi / territory: the block says why it is missing
+        for direction in (arm["mean_sd"].get("retrieval") or {}).values():
+            direction.pop("wall_motion", None)
+    assert "Not computed: the phenotype CSV carries no `wmsi` or `territory` column." in render_markdown(res)
     for name in ("roc_lvef_le45.png", "recall_at_k.png", "lvef_pred_vs_true.png"):
         assert (tmp_path / "out" / name).read_bytes()[:4] == b"\x89PNG"
     assert len(result.out_files) == 5
 
 
 def test_claims_check_the_targets_and_the_seed_spread():
-    def arm(map_, r10, le45, lvh, sd=0.01):
+    def arm(map_, r10, le45, lvh, sd=0.01, lvef_map=0.5):
         return {"mean_sd": {"retrieval": {"ecg_to_echo": {"phenotype": {"map": (map_, sd)},
+                                                          "per_phenotype": {"lvef": {"map": (lvef_map, sd)}},
                                                           "exact": {"recall@10": (r10, sd)}}},
                             "classification": {"cross_modal_knn": {"lvef_le45": {"auroc": (le45, sd)},
                                                                    "lvh": {"auroc": (lvh, sd)}}}}}
-    res = {"arms": {"attention": arm(0.30, 0.20, 0.86, 0.69), "single-view": arm(0.295, 0.15, 0.80, 0.6),
+    res = {"arms": {"attention": arm(0.30, 0.20, 0.86, 0.69), "single-view": arm(0.295, 0.15, 0.80, 0.6, lvef_map=0.45),
                     "random-init": arm(0.2, 0.08, 0.5, 0.5),
                     "chance": {"mean_sd": {"retrieval": {"ecg_to_echo": {"phenotype": {"map": (0.2, 0.0)},
                                                                          "exact": {"recall@10": (0.16, 0.0)}}}}},
@@ -260,6 +333,7 @@ def test_claims_check_the_targets_and_the_seed_spread():
     assert got["attention > random-init: phenotype-aware mAP (ECG->echo)"] is True
     assert got["attention > single-view: phenotype-aware mAP (ECG->echo)"] is False  # 0.005 < SD 0.01
     assert got["attention > single-view: LVEF<=45 AUROC (cross-modal kNN)"] is True
+    assert got["attention > single-view: LVEF mAP, the paper's per-phenotype relevance (ECG->echo)"] is True  # 0.05 > 0.01
 
 
 def train_ceiling_on_written_labels(seed: int = 0, n: int = 48):

@@ -18,7 +18,15 @@ from sklearn.metrics.pairwise import cosine_similarity
 
 from e2r.errors import ConfigError, DataError
 from e2r.metrics.classification import binary_metrics, classification_metrics, regression_metrics
-from e2r.metrics.retrieval import exact_relevance, phenotype_relevance, retrieval_metrics, similarity_matrix
+from e2r.metrics.retrieval import (
+    exact_relevance,
+    per_phenotype_relevance,
+    phenotype_relevance,
+    retrieval_metrics,
+    similarity_matrix,
+    wall_motion_relevance,
+)
+from e2r.phenotypes import cohort_sd, phenotype_arrays
 from queries.eval.aggregate import mean_sd
 
 
@@ -183,6 +191,81 @@ def test_paired_study_is_phenotype_relevant_and_chunking_does_not_matter(monkeyp
     assert full.diagonal().all()
     monkeypatch.setattr(rm, "_BLOCK_ELEMENTS", 31)  # one row per block
     np.testing.assert_array_equal(phenotype_relevance(gal, gal, ("lvef", "ivsd")), full)
+
+
+def _cohort_rows(rng, n):
+    """Phenotype rows with missing values, regional wall motion, and a few exact repeats (ties)."""
+    rows = []
+    for i in range(n):
+        edv = float(rng.choice([100.0, 120.0, 150.0])) if i % 5 == 0 else float(rng.uniform(80, 220))
+        rows.append({"lvef": float(rng.uniform(20, 70)), "lvedv": edv, "lvesv": edv * float(rng.uniform(0.3, 0.8)),
+                     "wmsi": float(rng.choice([1.0, 1.0, 1.4, 1.9, 2.6])),
+                     "territory": str(rng.choice(["none", "none", "LAD", "RCA", "LAD+RCA"]))})
+    rows[3]["lvedv"] = None  # no lvedv: no lvedv or lvsv relevance either side
+    rows[4]["lvef"] = None
+    rows[6]["territory"] = None  # no territory: only its WMSI can match
+    rows[7]["wmsi"] = None
+    rows[8] = None  # a study without phenotypes matches nothing
+    return rows
+
+
+def _brute_within(q_row, g_row, field, sd, tol=0.5):
+    """One (query, gallery) pair by the paper's rule, in plain python; lvsv = lvedv - lvesv."""
+    def value(row):
+        if row is None:
+            return None
+        if field == "lvsv":
+            return None if row["lvedv"] is None or row["lvesv"] is None else row["lvedv"] - row["lvesv"]
+        return row[field]
+    a, b = value(q_row), value(g_row)
+    return a is not None and b is not None and abs(b - a) <= tol * sd
+
+
+@pytest.mark.parametrize("ties", ["pessimistic", "index"])
+def test_per_phenotype_and_wall_motion_map_match_brute_force(ties):
+    rng = np.random.default_rng(11)
+    gallery = _cohort_rows(rng, 40)
+    queries = [gallery[i] for i in range(0, 40, 3)] + _cohort_rows(rng, 10)  # paired studies and strangers
+    cohort = {f"S{i}": r for i, r in enumerate(gallery + queries) if r is not None}
+    fields = ("lvef", "lvedv", "lvesv", "lvsv")
+    sd = cohort_sd(cohort, (*fields, "wmsi"))
+    lvsv = [r["lvedv"] - r["lvesv"] for r in cohort.values() if r["lvedv"] is not None]
+    assert sd["lvsv"] == pytest.approx(np.std(lvsv))  # the SD of the derived values
+    sim = rng.integers(0, 5, size=(len(queries), len(gallery))) / 5.0  # many ties
+    got = per_phenotype_relevance(phenotype_arrays(queries, fields), phenotype_arrays(gallery, fields), sd=sd)
+    assert list(got) == list(fields)
+    for f in fields:
+        want = np.array([[_brute_within(q, g, f, sd[f]) for g in gallery] for q in queries])
+        np.testing.assert_array_equal(got[f], want, err_msg=f)
+        assert 0 < want.sum() < want.size / 2, f
+        res = retrieval_metrics(sim, got[f], ties=ties).to_dict()
+        assert res["map"] == pytest.approx(brute_retrieval(sim, want, (1,), ties)["map"], abs=1e-12)
+    # e2r's conjunction on the same fields is the AND of the per-field matrices: stricter than each
+    conj = phenotype_relevance(phenotype_arrays(queries, fields), phenotype_arrays(gallery, fields), fields, sd=sd)
+    np.testing.assert_array_equal(conj, np.logical_and.reduce(list(got.values())))
+
+    def territory(row):
+        return None if row is None else row["territory"]
+    wm = wall_motion_relevance(phenotype_arrays(queries, ("wmsi",))["wmsi"], phenotype_arrays(gallery, ("wmsi",))["wmsi"],
+                               [territory(q) for q in queries], [territory(g) for g in gallery], sd=sd)
+    want = np.array([[(territory(q) is not None and territory(q) == territory(g)) or _brute_within(q, g, "wmsi", sd["wmsi"])
+                      for g in gallery] for q in queries])
+    np.testing.assert_array_equal(wm, want)
+    assert want.any() and not want.all()
+    res = retrieval_metrics(sim, wm, ties=ties).to_dict()
+    assert res["map"] == pytest.approx(brute_retrieval(sim, want, (1,), ties)["map"], abs=1e-12)
+
+
+def test_wall_motion_relevance_edge_cases():
+    nan = float("nan")
+    # territory alone (no WMSI anywhere): equal known territories only, None never matches None
+    rel = wall_motion_relevance([nan, nan, nan], [nan, nan], ["LAD", None, "none"], ["LAD", None])
+    np.testing.assert_array_equal(rel, [[True, False], [False, False], [False, False]])
+    # WMSI alone: within tol x the given SD
+    rel = wall_motion_relevance([1.0], [1.2, 1.6], [None], [None, None], sd={"wmsi": 0.5})
+    np.testing.assert_array_equal(rel, [[True, False]])
+    with pytest.raises(DataError):
+        wall_motion_relevance([1.0, 2.0], [1.0], ["LAD"], ["LAD"])
 
 
 # ---------------------------------------------------------------- classification

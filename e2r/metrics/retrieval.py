@@ -1,9 +1,15 @@
 """Retrieval metrics: ECG queries against a gallery of echo studies (or the reverse), in arrays.
 
 The caller supplies a similarity matrix `sim (Q, G)` and a boolean relevance matrix of the same
-shape; `exact_relevance` and `phenotype_relevance` build the two relevance notions of the
-evaluation protocol (../shared/SPEC.md). The echo -> ECG direction is the same call with both
-matrices transposed.
+shape. The relevance rules of the evaluation protocol (../shared/SPEC.md), all here:
+
+- `exact_relevance`: the paired study (or ECG);
+- `phenotype_relevance`: e2r's conjunction, every RELEVANCE_FIELDS value within 0.5 SD at once;
+- `per_phenotype_relevance`: the Echo2ECG paper's rule, one PER_PHENOTYPE_FIELDS value within
+  0.5 SD (lvef, lvedv, lvesv, lvsv), a matrix (and a mAP) per phenotype;
+- `wall_motion_relevance`: the same coronary territory, or the WMSI within 0.5 SD.
+
+The echo -> ECG direction is the same call with both matrices transposed.
 
 Ranking rule (deterministic): gallery items are ordered by descending similarity. Items with equal
 similarity are ordered, by default (`ties="pessimistic"`), irrelevant before relevant and then by
@@ -20,11 +26,10 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from e2r.errors import ConfigError, DataError
-from e2r.phenotypes import RELEVANCE_FIELDS  # noqa: F401  (the default fields, re-exported)
+from e2r.phenotypes import PER_PHENOTYPE_FIELDS, RELEVANCE_FIELDS  # the default fields, re-exported
 
 log = logging.getLogger(__name__)
 
-# Phenotypes used by the phenotype-aware relevance of the Echo2ECG protocol (LVEF, volumes, walls).
 TIE_RULES = ("pessimistic", "index")
 # Elements of (block, G) processed at once; bounds the temporary memory to ~60 MB per block.
 _BLOCK_ELEMENTS = 1 << 21
@@ -106,6 +111,48 @@ def phenotype_relevance(
         for q, g, w in zip(qs, gs, widths):
             # NaN compares False, so missing phenotypes (or a NaN width) are never relevant.
             out[a:b] &= np.abs(g[None, :] - q[a:b, None]) <= w
+    return out
+
+
+def per_phenotype_relevance(
+    query_phenos: Mapping[str, np.ndarray],
+    gallery_phenos: Mapping[str, np.ndarray],
+    fields: Sequence[str] = PER_PHENOTYPE_FIELDS,
+    sd: Optional[Mapping[str, float]] = None,
+    tol: float = 0.5,
+) -> dict[str, np.ndarray]:
+    """The Echo2ECG paper's relevance: {field: bool (Q, G)}, gallery study j relevant to query i
+    when |gallery[field][j] - query[field][i]| <= tol * SD[field] for that one field
+    (`phenotype_relevance` with one field each; lvsv = lvedv - lvesv comes from
+    e2r.phenotypes.phenotype_arrays). SD, NaN and the paired study as in `phenotype_relevance`."""
+    return {f: phenotype_relevance(query_phenos, gallery_phenos, f, sd=sd, tol=tol) for f in fields}
+
+
+def wall_motion_relevance(
+    query_wmsi: np.ndarray,
+    gallery_wmsi: np.ndarray,
+    query_territory: Sequence[Optional[str]],
+    gallery_territory: Sequence[Optional[str]],
+    sd: Optional[Mapping[str, float]] = None,
+    tol: float = 0.5,
+) -> np.ndarray:
+    """Wall-motion-aware relevance, bool (Q, G): gallery study j is relevant to query i when both
+    carry the same coronary territory (equal canonical strings, e.g. both `LAD`, both `none`;
+    `LAD` and `LAD+RCA` differ), or |wmsi[j] - wmsi[i]| <= tol * SD["wmsi"] (`phenotype_relevance`
+    on the one field). A missing territory (None) or WMSI (NaN) matches nothing on its side.
+    """
+    qt, gt = list(query_territory), list(gallery_territory)
+    q = np.asarray(query_wmsi, dtype=np.float64)
+    g = np.asarray(gallery_wmsi, dtype=np.float64)
+    if q.ndim != 1 or g.ndim != 1 or len(qt) != q.size or len(gt) != g.size:
+        raise DataError("wall_motion_relevance: give one WMSI and one territory per query and per gallery study")
+    # territories as integer codes (-1: missing), so the (Q, G) comparison is numeric
+    codes = {t: i for i, t in enumerate(sorted({t for t in qt + gt if t is not None}))}
+    qc = np.array([codes.get(t, -1) for t in qt], dtype=np.int64)
+    gc = np.array([codes.get(t, -1) for t in gt], dtype=np.int64)
+    out = (qc[:, None] == gc[None, :]) & (qc[:, None] >= 0)
+    if np.isfinite(q).any() and np.isfinite(g).any():
+        out |= phenotype_relevance({"wmsi": q}, {"wmsi": g}, "wmsi", sd=sd, tol=tol)
     return out
 
 

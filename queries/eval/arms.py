@@ -4,8 +4,11 @@ Nothing here trains, indexes or reads files, so each piece is tested on small sy
 
 Retrieval (both directions, on the test split): ECG -> echo study with the gallery = every test
 study in the index; echo study -> ECG with the queries = the test studies that have an ECG and the
-gallery = the test ECGs. Relevance: exact (the paired study / ECG) and phenotype-aware (every
-field of `fields` within `tol` x the cohort SD of the query's paired study, e2r.metrics.retrieval).
+gallery = the test ECGs. Relevance (the rules live in e2r.metrics.retrieval; widths are `tol` x the
+cohort SD, `relevance_sd`): exact (the paired study / ECG); phenotype-aware (every field of
+`relevance_fields` at once, results key `phenotype`); the Echo2ECG paper's, one field of
+`per_phenotype_fields` at a time (`per_phenotype/<field>`); wall-motion-aware (same territory or
+WMSI, `wall_motion`, only when the phenotype CSV carries wmsi or territory).
 
 Classification of the test ECGs' phenotypes (truth = the paired study's measurements):
 - cross-modal kNN: the test ECG's k nearest indexed train/val studies vote with their measured
@@ -25,15 +28,18 @@ import numpy as np
 
 from e2r.errors import DataError
 from e2r.phenotypes import LVEF_CLASSES
-from e2r.phenotypes import lvef_class_index, lvef_le45_flag, phenotype_arrays
+from e2r.phenotypes import cohort_sd, lvef_class_index, lvef_le45_flag, phenotype_arrays
 from e2r.metrics.knn import VOTE_K, VOTE_TEMPERATURE, KNNPredictions, ecg_knn_classify, ecg_knn_regress, knn_predict, label_arrays
 from e2r.metrics.classification import binary_metrics, classification_metrics, regression_metrics
 from e2r.metrics.retrieval import (
+    PER_PHENOTYPE_FIELDS,
     RELEVANCE_FIELDS,
     exact_relevance,
+    per_phenotype_relevance,
     phenotype_relevance,
     retrieval_metrics,
     similarity_matrix,
+    wall_motion_relevance,
 )
 
 
@@ -46,8 +52,9 @@ class EvalSettings:
     knn_weighting: str = "softmax"     # softmax of similarity / temperature (e2r search's vote)
     knn_temperature: float = VOTE_TEMPERATURE
     paper_k: int = 5                   # the paper's protocol
-    relevance_fields: tuple[str, ...] = RELEVANCE_FIELDS
-    relevance_tol: float = 0.5         # x cohort SD
+    relevance_fields: tuple[str, ...] = RELEVANCE_FIELDS          # e2r's conjunction: all at once
+    per_phenotype_fields: tuple[str, ...] = PER_PHENOTYPE_FIELDS  # the paper's: one mAP per field
+    relevance_tol: float = 0.5         # x cohort SD (every phenotype-based rule)
     curve_max_k: int = 50              # Recall@K curves up to this K (capped at the gallery)
 
 
@@ -115,24 +122,68 @@ def phenotype_metrics(pred: PhenotypePredictions, truth: Mapping[str, Any]) -> d
     }
 
 
+def relevance_sd(phenotypes: Mapping[str, Mapping[str, Any]], settings: EvalSettings) -> dict[str, float]:
+    """The cohort SD (e2r.phenotypes.cohort_sd) of every field a phenotype-based relevance reads:
+    the conjunction's, the per-phenotype ones (lvsv from the derived values) and `wmsi` when the
+    CSV carries it. One width per field for every arm, seed and direction."""
+    fields = tuple(dict.fromkeys((*settings.relevance_fields, *settings.per_phenotype_fields, "wmsi")))
+    sd = cohort_sd(phenotypes, fields)
+    if not np.isfinite(sd["wmsi"]):  # no WMSI in the cohort: no wall-motion block, no width to report
+        del sd["wmsi"]
+    return sd
+
+
+def carries_wall_motion(rows: Sequence[Optional[Mapping[str, Any]]]) -> bool:
+    """True when some phenotype row holds a wmsi or a territory (the optional columns)."""
+    return any(r is not None and (r.get("wmsi") is not None or r.get("territory") is not None) for r in rows)
+
+
+def phenotype_relevances(query_rows: Sequence, gallery_rows: Sequence, sd: Mapping[str, float],
+                         settings: EvalSettings) -> dict[str, Any]:
+    """Every phenotype-based relevance matrix, bool (Q, G), under its results key: `phenotype` (the
+    conjunction), `per_phenotype` ({field: matrix}, the paper's) and `wall_motion` (only when the
+    query and gallery rows carry wmsi or territory)."""
+    fields = settings.relevance_fields
+    tol = settings.relevance_tol
+    out: dict[str, Any] = {
+        "phenotype": phenotype_relevance(phenotype_arrays(query_rows, fields), phenotype_arrays(gallery_rows, fields),
+                                         fields=fields, sd=sd, tol=tol)}
+    per = settings.per_phenotype_fields
+    if per:
+        out["per_phenotype"] = per_phenotype_relevance(phenotype_arrays(query_rows, per),
+                                                       phenotype_arrays(gallery_rows, per), per, sd=sd, tol=tol)
+    if carries_wall_motion(query_rows) and carries_wall_motion(gallery_rows):
+        out["wall_motion"] = wall_motion_relevance(
+            phenotype_arrays(query_rows, ("wmsi",))["wmsi"], phenotype_arrays(gallery_rows, ("wmsi",))["wmsi"],
+            [r.get("territory") if r else None for r in query_rows],
+            [r.get("territory") if r else None for r in gallery_rows], sd=sd, tol=tol)
+    return out
+
+
+def _scores(sim: np.ndarray, rels: Mapping[str, Any], ks: Sequence[int]) -> dict[str, Any]:
+    """retrieval_metrics(...).to_dict() of every matrix of a (nested) relevance dict, same keys."""
+    return {k: _scores(sim, v, ks) if isinstance(v, Mapping) else retrieval_metrics(sim, v, ks=ks).to_dict()
+            for k, v in rels.items()}
+
+
 def retrieval_block(sim: np.ndarray, query_keys: Sequence[str], gallery_keys: Sequence[str],
                     query_rows: Sequence, gallery_rows: Sequence, sd: Mapping[str, float],
                     settings: EvalSettings) -> tuple[dict[str, Any], dict[str, list[float]]]:
-    """Exact and phenotype-aware retrieval metrics of one direction, and their Recall@K curves.
+    """Retrieval metrics of one direction under every relevance rule (exact, phenotype,
+    per_phenotype, wall_motion: `phenotype_relevances`), and the Recall@K curves of the first two.
 
     `query_keys` / `gallery_keys` are the study UIDs that define an exact match (for an ECG: its
     paired study); `*_rows` the phenotype rows of those studies.
     """
-    fields = settings.relevance_fields
-    exact = exact_relevance(query_keys, gallery_keys)
-    pheno = phenotype_relevance(phenotype_arrays(query_rows, fields), phenotype_arrays(gallery_rows, fields),
-                                fields=fields, sd=sd, tol=settings.relevance_tol)
+    rels = {"exact": exact_relevance(query_keys, gallery_keys),
+            **phenotype_relevances(query_rows, gallery_rows, sd, settings)}
     max_k = min(settings.curve_max_k, sim.shape[1])
     out, curves = {}, {}
-    for name, rel in (("exact", exact), ("phenotype", pheno)):
-        m = retrieval_metrics(sim, rel, ks=settings.ks)
+    for name in ("exact", "phenotype"):
+        m = retrieval_metrics(sim, rels.pop(name), ks=settings.ks)
         out[name] = m.to_dict()
         curves[name] = [float(v) for v in m.recall_curve(max_k)]
+    out.update(_scores(sim, rels, settings.ks))
     return out, curves
 
 
@@ -259,16 +310,16 @@ def evaluate_tower(study_vectors: Mapping[str, np.ndarray], test_ecg_study: Sequ
     q = np.stack([study_vectors[u] for u in queries])
     g = np.stack([study_vectors[u] for u in test_uids])
     sim = similarity_matrix(q, g)  # (Q, G)
-    fields = settings.relevance_fields
     rows_q = [phenotypes.get(u) for u in queries]
-    rel = phenotype_relevance(phenotype_arrays(rows_q, fields),
-                              phenotype_arrays([phenotypes.get(u) for u in test_uids], fields),
-                              fields=fields, sd=sd, tol=settings.relevance_tol)
+    rels = phenotype_relevances(rows_q, [phenotypes.get(u) for u in test_uids], sd, settings)
+    matrices = [rels["phenotype"], *rels.get("per_phenotype", {}).values()]
+    matrices += [rels["wall_motion"]] if "wall_motion" in rels else []
     col = {u: j for j, u in enumerate(test_uids)}
     for i, u in enumerate(queries):  # a study is not its own neighbour: ranked last, not relevant
         sim[i, col[u]] = -2.0
-        rel[i, col[u]] = False
-    m = retrieval_metrics(sim, rel, ks=settings.ks)
+        for rel in matrices:
+            rel[i, col[u]] = False
+    m = retrieval_metrics(sim, rels.pop("phenotype"), ks=settings.ks)
     curves = {"echo_to_echo/phenotype": [float(v) for v in m.recall_curve(min(settings.curve_max_k, len(test_uids)))]}
     truth = truth_of(rows_q)
     raw: dict[str, Any] = {"truth": truth}
@@ -278,5 +329,6 @@ def evaluate_tower(study_vectors: Mapping[str, np.ndarray], test_ecg_study: Sequ
         archive = np.stack([study_vectors[u] for u in archive_uids])
         raw["echo_knn"] = cross_modal_knn(q, archive, archive_rows, settings)
         classification["echo_knn"] = phenotype_metrics(raw["echo_knn"], truth)
-    metrics = {"retrieval": {"echo_to_echo": {"phenotype": m.to_dict()}}, "classification": classification}
+    echo_to_echo = {"phenotype": m.to_dict(), **_scores(sim, rels, settings.ks)}
+    metrics = {"retrieval": {"echo_to_echo": echo_to_echo}, "classification": classification}
     return ArmEval(metrics, curves, raw)

@@ -32,7 +32,6 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 
 from e2r.errors import ConfigError, DataError
-from e2r.phenotypes import cohort_sd
 from queries.eval.data import LoadedECGs, Splits, load_ecgs, read_splits
 from queries.eval.arms import (
     ArmEval,
@@ -43,6 +42,7 @@ from queries.eval.arms import (
     evaluate_chance,
     evaluate_direct,
     evaluate_embeddings,
+    relevance_sd,
 )
 from queries.eval.aggregate import mean_sd
 
@@ -168,7 +168,7 @@ def run_benchmark(spec: BenchmarkSpec, steps: BenchmarkSteps, say: Callable[[str
     t_start = time.perf_counter()
     splits = read_splits(spec.pairs_csv, spec.phenotypes_csv)
     settings = spec.settings
-    sd = cohort_sd(splits.phenotypes, settings.relevance_fields)
+    sd = relevance_sd(splits.phenotypes, settings)
     ecgs = _ECGCache(splits)
     evals: dict[str, list[ArmEval]] = {}
     arm_info: dict[str, list[dict[str, Any]]] = {}
