@@ -36,6 +36,10 @@ class Exam:
     rv_diameter: float   # mm (basal, A4C)
     lbbb: bool           # left bundle branch block (widens QRS; common in LV dysfunction)
     sphericity: float    # LV long/short axis ratio (lower = more spherical, dilated ventricles)
+    # Generator version 2 only (empty in version 1): ASE score of each AHA segment, in
+    # e2r.phantom.regional.SEGMENTS order, and the territory label of phenotypes.csv.
+    wall_motion: tuple[int, ...] = ()
+    territory: str = ""
 
     @property
     def lvh(self) -> bool:
