@@ -28,3 +28,19 @@ def tiny_bundle(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny_bundle") / "model"
     save_untrained_bundle("tiny", 0, path, note="test session model")
     return path
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Captured output and logs with the escaped bytes of an undecodable file name (lone
+    surrogates, as the fuzz suite's non-UTF-8 folder names give) kept escaped in the report:
+    pytest-xdist sends reports as UTF-8 and stops the whole run on a lone surrogate."""
+    outcome = yield
+    report = outcome.get_result()
+    report.sections = [(title, _utf8_safe(text)) for title, text in report.sections]
+    if isinstance(report.longrepr, str):
+        report.longrepr = _utf8_safe(report.longrepr)
+
+
+def _utf8_safe(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
