@@ -951,8 +951,10 @@ def _mutate_regions(ds: Any, variant: str) -> None:
 
     tag = 0x00186011
     rows, cols = int(ds.Rows), int(ds.Columns)
-    box = dict(RegionLocationMinX0=1, RegionLocationMinY0=1, RegionLocationMaxX1=cols - 2,
-               RegionLocationMaxY1=rows - 2)
+    # UL values: an earlier mutation may have left Rows or Columns at 0 or 1 (a box that is empty
+    # on purpose then, never a negative number pydicom cannot write)
+    box = dict(RegionLocationMinX0=1, RegionLocationMinY0=1, RegionLocationMaxX1=max(cols - 2, 0),
+               RegionLocationMaxY1=max(rows - 2, 0))
     if tag in ds:
         del ds[tag]
     if variant == "non_sequence":
