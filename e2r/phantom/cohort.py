@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from e2r.errors import ConfigError
-from e2r.phantom import latent
+from e2r.phantom import latent, latent_v2
 from e2r.phantom.ecg_synth import synth_ecg
 from e2r.phantom.echo_synth import VIEWS, render_view
 from e2r.phantom.writers import (
@@ -27,13 +27,33 @@ from e2r.phantom.writers import (
     write_echo_dicom,
 )
 
-GENERATOR_VERSION = "1.0.0"
+# Generator versions: 1 = the original phantom (the default; its cohorts stay byte-identical),
+# 2 = regional wall motion (latent_v2) and archive-like studies (issue 21).
+GENERATOR_VERSIONS = {1: "1.0.0", 2: "2.0.0"}
+GENERATOR_VERSION = GENERATOR_VERSIONS[1]
 _EPOCH = datetime.date(2180, 1, 1)  # MIMIC-style shifted dates: obviously not real calendar dates
 _PROTOCOL_ORDER = ("PLAX", "PSAX", "A4C", "A2C")  # standard TTE acquisition order
 _VIEW_WEIGHTS = np.array([0.30, 0.20, 0.32, 0.18])  # PLAX, PSAX, A4C, A2C
 _FS_CHOICES, _FS_P = (250.0, 500.0, 1000.0), (0.3, 0.5, 0.2)
 _LAYOUTS = tuple(LEAD_LAYOUTS)
 _LAYOUT_P = (0.35, 0.35, 0.1, 0.1, 0.1)
+
+# Version 2 study composition, like an archive's. A real TTE holds 50-100+ clips, and for a given
+# task about 81 % of an archive's clips come from views uninformative for it (issue 21); the
+# phantom renders only the four LV views, so it keeps the parts that matter for them at a size
+# that keeps `e2r synth` cheap (~4 clips per study):
+# - views go missing: each protocol view is recorded with this probability (phantom's choice:
+#   PLAX and A4C nearly always, PSAX and A2C skipped more often in limited studies);
+# - a technically difficult window (obesity, lung disease) in 16.6 % of 171,509 consecutive TTEs
+#   (two or more non-visualised segments; IN-USE study, J Am Soc Echocardiogr 2020);
+# - each clip is good, off-axis or poor (render_view's `quality`), poor and off-axis far more
+#   often in a difficult window; the sonographer re-records a view after a bad clip half the
+#   time, and records an extra clip of a good one now and then (repeats of a view).
+_P_VIEW_RECORDED = {"PLAX": 0.95, "PSAX": 0.75, "A4C": 0.95, "A2C": 0.80}
+_P_DIFFICULT_WINDOW = 0.17
+_QUALITIES = ("good", "off_axis", "poor")
+_QUALITY_P = {False: (0.82, 0.12, 0.06), True: (0.35, 0.25, 0.40)}  # by difficult window
+_P_RERECORD_BAD, _P_EXTRA_CLIP, _MAX_CLIPS_PER_VIEW = 0.5, 0.12, 3
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +70,7 @@ class CohortOptions:
     repeat_fraction: float = 0.30  # patients with a second echo exam
     split: tuple[float, float, float] = (0.70, 0.15, 0.15)  # train/val/test, by patient
     progress: bool = False         # tqdm bar
+    version: int = 1               # generator version (GENERATOR_VERSIONS); 1 stays the default
 
     def validate(self) -> None:
         """Raise ConfigError naming the flag when a value is out of range."""
@@ -63,6 +84,8 @@ class CohortOptions:
             raise ConfigError("paired_fraction must be in (0, 1] and repeat_fraction in [0, 1]")
         if abs(sum(self.split) - 1) > 1e-6 or min(self.split) < 0:
             raise ConfigError(f"split {self.split}: three non-negative fractions summing to 1")
+        if self.version not in GENERATOR_VERSIONS:
+            raise ConfigError(f"--version {self.version}: must be one of {', '.join(map(str, GENERATOR_VERSIONS))}")
 
 
 @dataclass(frozen=True)
@@ -83,6 +106,7 @@ class CohortSummary:
     seconds: float
     patients_per_s: float
     options: dict[str, Any] = field(default_factory=dict)
+    generator_version: str = GENERATOR_VERSION
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict for JSON output."""
@@ -105,6 +129,7 @@ class _PatientResult:
     pair_rows: list[dict[str, Any]]
     dicom_sizes: list[int]
     views: list[str]
+    qualities: list[str]
 
 
 def patient_id_for(index: int) -> str:
@@ -128,25 +153,54 @@ def _choose_views(rng: np.random.Generator) -> list[str]:
     return views
 
 
+def _compose_study(rng: np.random.Generator) -> list[tuple[str, str]]:
+    """Version 2: the (view, quality) of each clip of one study, in protocol order (constants
+    above); at least one clip."""
+    difficult = bool(rng.random() < _P_DIFFICULT_WINDOW)
+    p_quality = _QUALITY_P[difficult]
+    clips = []
+    for view in _PROTOCOL_ORDER:
+        if rng.random() >= _P_VIEW_RECORDED[view]:
+            continue
+        for n in range(1, _MAX_CLIPS_PER_VIEW + 1):
+            quality = _QUALITIES[int(rng.choice(len(_QUALITIES), p=p_quality))]
+            clips.append((view, quality))
+            again = _P_RERECORD_BAD if quality != "good" else _P_EXTRA_CLIP
+            if rng.random() >= again:
+                break
+    if not clips:  # a study holds at least one clip: the apical four-chamber view
+        clips.append(("A4C", _QUALITIES[int(rng.choice(len(_QUALITIES), p=p_quality))]))
+    return clips
+
+
+def _render(exam: latent.Exam, view: str, quality: str, rng: np.random.Generator, opts: CohortOptions) -> Any:
+    """One clip; version 1 calls render_view exactly as before (its cohorts stay byte-identical)."""
+    if opts.version == 1:
+        return render_view(exam, view, rng, size=opts.size, n_frames=opts.frames)
+    return render_view(exam, view, rng, size=opts.size, n_frames=opts.frames, quality=quality)
+
+
 def _make_patient(job: _PatientJob) -> _PatientResult:
     rng = np.random.default_rng(job.seed_seq)
     opts, out = job.options, Path(job.out_dir)
     pid = patient_id_for(job.index)
-    base = latent.draw_baseline_exam(rng)
+    heart = latent if opts.version == 1 else latent_v2
+    base = heart.draw_baseline_exam(rng)
     first_day = int(rng.integers(0, 3650))
     exams = [(first_day, base)]
     if rng.random() < opts.repeat_fraction:
         gap = int(rng.integers(60, 900))
-        exams.append((first_day + gap, latent.draw_repeat_exam(rng, base, gap)))
+        exams.append((first_day + gap, heart.draw_repeat_exam(rng, base, gap)))
 
-    phen_rows, pair_rows, sizes, views_out = [], [], [], []
+    phen_rows, pair_rows, sizes, views_out, qualities = [], [], [], [], []
     for e, (day, exam) in enumerate(exams):
         study_no = 50000000 + job.index * 10 + e
         study_uid = _uid(job.seed, pid, study_no, "study")
         date = (_EPOCH + datetime.timedelta(days=day)).strftime("%Y%m%d")
         study_dir = out / "echo" / f"p{pid[:2]}" / f"p{pid}" / f"s{study_no}"
-        for k, view in enumerate(_choose_views(rng), start=1):
-            video = render_view(exam, view, rng, size=opts.size, n_frames=opts.frames)
+        clips = [(v, "good") for v in _choose_views(rng)] if opts.version == 1 else _compose_study(rng)
+        for k, (view, quality) in enumerate(clips, start=1):
+            video = _render(exam, view, quality, rng, opts)
             meta = EchoSeriesMeta(
                 patient_id=pid, patient_sex=exam.sex, patient_age=int(exam.age),
                 study_uid=study_uid, series_uid=_uid(job.seed, pid, study_no, k, "series"),
@@ -157,6 +211,7 @@ def _make_patient(job: _PatientJob) -> _PatientResult:
             sizes.append(write_echo_dicom(study_dir / f"{study_no}_{k:04d}.dcm", video.frames, meta,
                                           compressed=opts.compressed))
             views_out.append(view)
+            qualities.append(quality)
         phen_rows.append({"study_uid": study_uid, "patient_id": pid, "study_date": date,
                           **latent.exam_phenotypes(exam)})
 
@@ -174,7 +229,7 @@ def _make_patient(job: _PatientJob) -> _PatientResult:
             write_ecg_wfdb(out / rel_dir, record, sig, fs, layout, base_date=ecg_date)
             ecg_path, days = (rel_dir / f"{record}.hea").as_posix(), offset
         pair_rows.append({"ecg_path": ecg_path, "study_uid": study_uid, "patient_id": pid, "days": days})
-    return _PatientResult(job.index, phen_rows, pair_rows, sizes, views_out)
+    return _PatientResult(job.index, phen_rows, pair_rows, sizes, views_out, qualities)
 
 
 def _splits(n: int, seed: int, fractions: tuple[float, float, float]) -> list[str]:
@@ -193,7 +248,7 @@ def write_cohort(out_dir: str | Path, patients: int, seed: int, **options: Any) 
     """Write a phantom cohort of `patients` patients into out_dir (created; must be empty or new).
 
     options are CohortOptions fields (compressed, size, frames, workers, paired_fraction,
-    repeat_fraction, split, progress).
+    repeat_fraction, split, progress, version).
     """
     from e2r.pairs import write_pairs
     from e2r.phenotypes import write_phenotypes
@@ -217,12 +272,13 @@ def write_cohort(out_dir: str | Path, patients: int, seed: int, **options: Any) 
     results.sort(key=lambda r: r.index)
 
     split = _splits(patients, seed, opts.split)
-    phen_rows, pair_rows, sizes, views = [], [], [], []
+    phen_rows, pair_rows, sizes, views, qualities = [], [], [], [], []
     for r in results:
         phen_rows += r.phenotype_rows
         pair_rows += [{**row, "split": split[r.index]} for row in r.pair_rows]
         sizes += r.dicom_sizes
         views += r.views
+        qualities += r.qualities
     write_phenotypes(out / "phenotypes.csv", phen_rows)
     write_pairs(out / "pairs.csv", pair_rows)
 
@@ -233,9 +289,13 @@ def write_cohort(out_dir: str | Path, patients: int, seed: int, **options: Any) 
         "views": {v: views.count(v) for v in VIEWS},
         "splits": {s: split.count(s) for s in ("train", "val", "test")},
     }
-    opt_dict = {k: v for k, v in asdict(opts).items() if k not in ("workers", "progress")}
+    if opts.version >= 2:
+        counts["clip_quality"] = {q: qualities.count(q) for q in _QUALITIES}
+    # The generator version is the manifest's "version" (a version 1 manifest reads as before).
+    opt_dict = {k: v for k, v in asdict(opts).items() if k not in ("workers", "progress", "version")}
+    version = GENERATOR_VERSIONS[opts.version]
     manifest = {
-        "generator": "e2r.phantom", "version": GENERATOR_VERSION, "synthetic": True,
+        "generator": "e2r.phantom", "version": version, "synthetic": True,
         "note": "Synthetic phantom cohort: no real patient data; numbers measured on it are synthetic.",
         "seed": seed, "options": opt_dict, "counts": counts,
         "files": {"echo": "echo/pNN/pPATIENT/sSTUDY/*.dcm", "ecg": "ecg/pNNNN/pPATIENT/RECORD.hea",
@@ -251,6 +311,7 @@ def write_cohort(out_dir: str | Path, patients: int, seed: int, **options: Any) 
         dicom_bytes_mean=float(np.mean(sizes)) if sizes else 0.0,
         dicom_bytes_max=int(max(sizes)) if sizes else 0, seconds=seconds,
         patients_per_s=patients / seconds if seconds > 0 else float("inf"), options=opt_dict,
+        generator_version=version,
     )
 
 

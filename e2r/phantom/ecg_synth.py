@@ -9,7 +9,8 @@ plane directions with proximity gains (a simplified Dower/Frank geometry).
 What the ECG carries of the heart (each coupling cited where it is applied):
 LV mass -> QRS voltage and strain ST-T; LVEF / dilation -> wide QRS (and LBBB), poor R-wave
 progression; LA volume -> long, notched P with a deep negative terminal P in V1; AF -> no P,
-fibrillatory waves, irregular RR; RV dilation -> right axis and an anterior RV force (R in V1).
+fibrillatory waves, irregular RR; RV dilation -> right axis and an anterior RV force (R in V1); an infarct (generator version 2:
+scored wall motion) -> the scar's early QRS forces lost: Q waves and lost R in the leads facing it.
 What it does not carry: RV/LA exact sizes beyond these, EDV itself, the echo view geometry.
 Nuisances with no morphology: heart position (axis rotation), body habitus and electrode gain,
 baseline wander, mains hum, muscle (EMG) noise, lead noise.
@@ -23,6 +24,7 @@ import numpy as np
 from scipy import signal as sps
 
 from e2r.phantom.latent import Exam, beat_times
+from e2r.phantom.regional import AKINETIC, DYSKINETIC, HYPOKINETIC, SEGMENTS, TERRITORY_SEGMENTS
 
 
 # Chest leads: horizontal-plane angle (deg from the patient's left toward anterior) and gain
@@ -43,6 +45,79 @@ def lead_matrix() -> np.ndarray:
     return np.array(limb + chest)
 
 
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
+# --- Infarct (generator version 2). Q waves mark a scar's loss of electromotive force in the
+# first 40 ms of the QRS (Thygesen et al., Fourth Universal Definition of Myocardial Infarction,
+# Circulation 2018;138:e618: Q >= 0.02 s in V2-V3, >= 0.03 s and 0.1 mV in two contiguous leads
+# of I/aVL, V1-V6 or II/III/aVF), and their size scales with the infarct's extent: Selvester's
+# QRS score gives ~3 % of the LV per point (Selvester, Wagner & Hindman, Arch Intern Med 1985;
+# 145:1877), so the lost force here is the sum of the scarred segments' outward normals (17
+# segments = the whole LV). Akinetic and dyskinetic segments are taken as transmural scar (full
+# loss); hypokinetic ones as non-transmural or stunned (a small loss): Q waves track infarct size
+# and transmural extent on CMR, imperfectly (Moon et al., J Am Coll Cardiol 2004;44:554).
+SCAR_WEIGHT = {HYPOKINETIC: 0.25, AKINETIC: 1.0, DYSKINETIC: 1.0}
+# Lost force of one fully scarred segment (at its activation time) as a fraction of the main LV
+# force, and its patient-to-patient spread (log SD: body, Q-wave regression in a minority of
+# patients in the years after an infarct). Set against PTB-XL's labelled infarcts (docs/phantom.md,
+# bench/probe_qwaves.py): at 0.1 the inferior Q-wave rate is below PTB-XL's IMI and the anterior
+# one above its ASMI, because the phantom's normal R in V3 is small (early anterior forces weak);
+# a larger loss would make the anterior coupling stronger still, a smaller one the inferior weaker.
+INFARCT_LOSS = 0.1
+INFARCT_LOSS_SD = 0.45
+
+
+def _segment_normals() -> np.ndarray:
+    """(17, 3) outward normals of the AHA segments in heart-vector coordinates (x left, y
+    inferior, z anterior): the LV's long axis runs leftward, anteriorly and inferiorly to the
+    apex; around it the anterior wall faces the chest wall (and a little upward), the septum the
+    right ventricle (rightward, anterior), the inferior wall the diaphragm, the lateral wall the
+    left and back (Cerqueira 2002 orientation, a simplified chest geometry)."""
+    ant = _unit(np.array([0.0, -0.35, 1.0]))
+    sept = _unit(np.array([-1.0, 0.1, 0.6]))
+    inf = _unit(np.array([0.0, 1.0, -0.2]))
+    lat = _unit(np.array([1.0, -0.1, -0.5]))
+    apex = _unit(np.array([0.55, 0.45, 0.7]))
+    right = np.array([-1.0, 0.0, 0.0])  # the inferior septum faces the RV from behind: no anterior part
+    ring = [ant, _unit(ant + sept), _unit(inf + right), inf, _unit(inf + lat), _unit(ant + lat)]
+    apical = [_unit(0.6 * w + apex) for w in (ant, sept, inf, lat)]
+    return np.array(ring + ring + apical + [apex])
+
+
+_NORMALS = _segment_normals()
+_SEPTAL = (1, 2, 7, 8, 13)  # anteroseptal, inferoseptal, apical septal: the septal r's source
+# When each segment depolarises, as a fraction of the QRS: the mid and apical septum and the
+# anterior paraseptal wall first, the apex and anterior wall by ~20-30 ms, the lateral wall
+# later, the posterobasal (basal inferolateral) region last at 60-80 ms (Durrer et al., "Total
+# excitation of the isolated human heart", Circulation 1970;41:899). So an anteroseptal or
+# inferior scar takes forces from the first 40 ms (Q waves), a basal lateral one mostly from
+# the late QRS (smaller R, few Q waves: lateral infarcts are often ECG-silent).
+SEGMENT_ACTIVATION = (0.40, 0.35, 0.40, 0.45, 0.60, 0.50,
+                      0.30, 0.20, 0.20, 0.35, 0.45, 0.40,
+                      0.25, 0.20, 0.30, 0.35,
+                      0.25)
+
+
+def infarct_scar(exam: Exam) -> tuple[np.ndarray, float] | None:
+    """The scar weight of each AHA segment (0 = viable, 1 = transmural) of an exam's infarcted
+    territories, and the scarred fraction of the septum; None when the exam has no scored wall
+    motion (version 1) or no infarct (territory none, or global non-ischaemic dysfunction whose
+    diffuse hypokinesis is not scar)."""
+    if not exam.wall_motion:
+        return None
+    if len(exam.wall_motion) != len(SEGMENTS):
+        raise ValueError(f"wall_motion: {len(exam.wall_motion)} scores, {len(SEGMENTS)} segments")
+    territories = [t for t in exam.territory.split("+") if t in TERRITORY_SEGMENTS]
+    w = np.zeros(len(SEGMENTS))
+    for seg in {s for t in territories for s in TERRITORY_SEGMENTS[t]}:
+        w[seg] = SCAR_WEIGHT.get(exam.wall_motion[seg], 0.0)
+    if not w.any():
+        return None
+    return w, float(w[list(_SEPTAL)].mean())
+
+
 @dataclass(frozen=True)
 class ECGTruth:
     """What went into one synthetic ECG (for checks; not written to the record)."""
@@ -57,10 +132,6 @@ class ECGTruth:
     strain: float         # 0..1 severity of strain ST-T
     rhythm: str
     beats: tuple[float, ...]
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v)
 
 
 def _rotation(rng: np.random.Generator, frontal_sd: float, horizontal_sd: float) -> np.ndarray:
@@ -107,6 +178,9 @@ def synth_ecg(exam: Exam, rng: np.random.Generator, fs: float, duration_s: float
     lv_volt *= 1.0 - 0.15 * max(0.0, 40.0 - exam.lvef) / 30.0  # scarred, failing LV: lower forces
     rv_volt = 0.18 + 0.07 * max(0.0, exam.rv_diameter - 36)    # RV hypertrophy/dilation: R in V1
     septal = 0.28 * (1.0 - 0.6 * max(0.0, 50.0 - exam.lvef) / 35.0)
+    scar = infarct_scar(exam)
+    if scar is not None:
+        septal *= 1.0 - 0.5 * scar[1]  # a septal scar loses the septal r (QS in V1-V3 in septal MI)
     if exam.lbbb:
         septal = -0.15  # septum activated right-to-left: no septal q in I/V6
 
@@ -120,6 +194,14 @@ def synth_ecg(exam: Exam, rng: np.random.Generator, fs: float, duration_s: float
         (0.55, 0.14, u_rv, rv_volt),
         (0.80, 0.08, u_late, 0.22 + 0.1 * exam.lbbb),
     ]
+    if scar is not None:
+        # Version 2 only, so version 1 draws exactly what it always drew. Scar is electrically
+        # silent: the forces the territory would have made in the first half of the QRS are
+        # missing, so the net vector points away from it (Q waves facing it) and the R waves
+        # facing it shrink (lost R progression V1-V4 in anterior MI).
+        gain = INFARCT_LOSS * lv_volt * rng.lognormal(0.0, INFARCT_LOSS_SD)
+        for seg in np.flatnonzero(scar[0]):
+            qrs_parts.append((SEGMENT_ACTIVATION[seg], 0.12, -_NORMALS[seg], gain * scar[0][seg]))
 
     # --- Repolarisation. QT by Bazett (QTc ~ 410 ms, longer with wide QRS). T concordant with
     # the QRS (normal ventricular gradient), turned against it by LV strain in hypertrophy

@@ -19,6 +19,25 @@ walls thicken by conservation of myocardial area. What each view shows (and does
 | PLAX | LV diameter (FS)        | IVS and posterior wall,   | AP diameter      | RVOT only, whose|
 |      |                         | perpendicular: sharp      |                  | size is not RV's|
 | PSAX | cavity area change      | whole ring: sharp         | not in the view  | crescent        |
+
+Generator version 2 (an exam with wall-motion scores, or a clip quality other than "good"): the
+LV is the wall each view cuts (e2r.phantom.echo_walls, regional.VIEW_SEGMENTS), each stretch
+moving with its segment's ASE score, the normal segments' motion solved so that the 17 segments
+eject exactly exam.lvef; the rest of the table holds. What changes per view:
+
+| view | LV wall drawn (base -> apex -> base)          | shows an infarct of | LV size / EF as          |
+|------|-----------------------------------------------|---------------------|--------------------------|
+| A4C  | inferoseptal, apical septal, apex, apical     | LAD (apex), LCx,    | area change; single-plane|
+|      | lateral, anterolateral                        | RCA                 | bias: wider, foreshortened|
+| A2C  | inferior, apical inferior, apex, apical       | LAD, RCA; not LCx   | as A4C                   |
+|      | anterior, anterior                            |                     |                          |
+| PLAX | basal/mid anteroseptal (top), basal/mid       | LAD, LCx; not RCA   | diameters and FS from    |
+|      | inferolateral (bottom); apex out of the view  |                     | these four segments      |
+| PSAX | the six mid segments around the ring          | LAD, LCx, RCA       | cavity area change       |
+
+Clip quality: "off_axis" (probe off its window: heart tilted and displaced, apical LV further
+foreshortened and cut off-centre, PLAX narrowed, PSAX ring stretched); "poor" (a sector of beams
+dropped out, gain 6-12 dB low, a noise floor).
 """
 
 from __future__ import annotations
@@ -28,9 +47,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from e2r.phantom import echo_walls
+from e2r.phantom.echo_walls import LVContours
 from e2r.phantom.latent import Exam, beat_times
+from e2r.phantom.regional import NORMAL, SEGMENTS
 
 VIEWS = ("A4C", "A2C", "PLAX", "PSAX")
+# Clip quality: "good"; "off_axis", the plane cut obliquely (foreshortened / stretched LV, the
+# probe further off its window); "poor", low gain, heavy noise and a wall sector dropped out.
+QUALITIES = ("good", "off_axis", "poor")
 FRAME_RATES = (25.0, 30.0, 40.0, 50.0)
 
 # Reflectivity (linear amplitude, 1 = brightest) of the drawn tissues.
@@ -105,6 +130,23 @@ class _Canvas:
         gx, gy = self.g.x[rs, cs][None], self.g.y[rs, cs][None]
         np.copyto(self.img[:, rs, cs], np.float32(value), where=(gy >= y0) & (gy <= y1) & (gx >= x0) & (gx <= x1))
 
+    def contour(self, cx: float, cy: float, across: np.ndarray, along: np.ndarray, value: float,
+                angle: float = 0.0) -> None:
+        """Paint value inside a closed (F, M) contour, star-shaped about the fixed centre (cx, cy),
+        given as offsets across / along the frame rotated by angle (as `ellipse`'s a / b axes)."""
+        across, along = np.asarray(across, np.float64), np.asarray(along, np.float64)
+        rad, phi = np.hypot(across, along), np.arctan2(across, along)
+        reach = float(rad.max())
+        rs, cs = self.g.pixel_box(cx - reach, cx + reach, cy - reach, cy + reach)
+        dx, dy = self.g.x[rs, cs] - cx, self.g.y[rs, cs] - cy
+        c, s = np.cos(angle), np.sin(angle)
+        dx, dy = c * dx + s * dy, -s * dx + c * dy
+        pix_r, pix_phi = np.hypot(dx, dy), np.arctan2(dx, dy)
+        for k in range(len(self.img)):
+            order = np.argsort(phi[k % len(phi)])
+            edge = np.interp(pix_phi, phi[k % len(phi)][order], rad[k % len(phi)][order], period=2 * np.pi)
+            np.copyto(self.img[k, rs, cs], np.float32(value), where=pix_r <= edge)
+
 
 def _make_grid(size: int, depth: float, half_angle: float, tilt: float,
                shift: tuple[float, float]) -> _Grid:
@@ -152,16 +194,26 @@ def _cycle(exam: Exam, rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
 
 
 def render_view(exam: Exam, view: str, rng: np.random.Generator, size: int = 128,
-                n_frames: int = 32, fps: float | None = None) -> EchoVideo:
-    """Render one cine loop of `exam` in `view` (one of VIEWS)."""
+                n_frames: int = 32, fps: float | None = None, quality: str = "good") -> EchoVideo:
+    """Render one cine loop of `exam` in `view` (one of VIEWS) at `quality` (one of QUALITIES).
+
+    A version 1 exam (no wall-motion scores) at good quality draws exactly version 1's clip; a
+    version 2 exam, or any other quality, draws the walls each view cuts (e2r.phantom.echo_walls;
+    a version 1 exam then counts as all segments normal)."""
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}; expected one of {VIEWS}")
+    if quality not in QUALITIES:
+        raise ValueError(f"unknown clip quality {quality!r}; expected one of {QUALITIES}")
+    regional = bool(exam.wall_motion) or quality != "good"
     fps = float(fps or rng.choice(FRAME_RATES))
     apical = view in ("A4C", "A2C")
     depth = float(rng.uniform(13.0, 16.0) if apical else rng.uniform(11.5, 15.0))
     half_angle = np.deg2rad(rng.uniform(41, 46) if apical else rng.uniform(35, 42))
     tilt = np.deg2rad(rng.normal(0, 6))
     shift = (float(rng.normal(0, 0.5)), float(rng.normal(0, 0.4)))
+    if quality == "off_axis":            # the probe off its window: the heart tilted and displaced
+        tilt += np.deg2rad(rng.normal(0, 10))
+        shift = (shift[0] + float(rng.normal(0, 1.0)), shift[1] + float(rng.normal(0, 0.6)))
     grid = _make_grid(size, depth, half_angle, tilt, shift)
     ps, apex = grid.ps, (int(round(grid.apex[1])), int(grid.apex[0]))
 
@@ -188,23 +240,56 @@ def render_view(exam: Exam, view: str, rng: np.random.Generator, size: int = 128
 
     cv = _Canvas(grid, n_frames)
     near = float(rng.uniform(1.2, 2.2))                  # chest wall to the heart, cm
-    if view in ("A4C", "A2C"):
+    if regional:
+        _draw_regional(cv, view, exam, rng, near, contraction, l_ed, diam, h_ivs, h_pw, la_d, rv_w,
+                       off_axis=quality == "off_axis")
+    elif view in ("A4C", "A2C"):
         _draw_apical(cv, view, exam, rng, near, length, diam, h_ivs, h_pw, la_d, rv_w, l_ed)
     elif view == "PLAX":
         _draw_plax(cv, rng, near, length, diam, h_ivs, h_pw, la_d, contraction)
     else:
         _draw_psax(cv, rng, near, diam, h_ivs, h_pw, rv_w)
-    frames = _image(cv.img, grid, rng, ps, depth)
+    frames = _image(cv.img, grid, rng, ps, depth, poor=quality == "poor", half_angle=float(half_angle))
     ys, xs = np.nonzero(grid.sector)
     region = (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
     return EchoVideo(view=view, frames=frames, fps=fps, pixel_spacing_cm=float(ps), region=region,
                      apex=apex, depth_cm=depth)
 
 
+def _grown(across: np.ndarray, along: np.ndarray, by: float) -> tuple[np.ndarray, np.ndarray]:
+    """A contour moved outward by `by` cm along each ray from its centre."""
+    r = np.maximum(np.hypot(across, along), 1e-6)
+    return across * (r + by) / r, along * (r + by) / r
+
+
+def _draw_regional(cv: _Canvas, view: str, exam: Exam, rng, near, contraction, l_ed, diam,
+                   h_ivs, h_pw, la_d, rv_w, off_axis: bool) -> None:
+    """Version 2: the LV wall the view cuts (echo_walls), the rest drawn as in version 1."""
+    scores = exam.wall_motion or (NORMAL,) * len(SEGMENTS)
+    q = echo_walls.normal_segment_ratio(scores, exam.lvef)
+    d_ed, ivs, pw = float(diam[0]), exam.ivsd / 10, exam.lvpwd / 10
+    if view in ("A4C", "A2C"):
+        widening, fore = echo_walls.apical_bias(exam.lvedv, scores, rng, off_axis=off_axis)
+        oblique = float(rng.uniform(0.8, 0.95)) if off_axis else 1.0
+        lv = echo_walls.apical_contours(scores, view, q, l_ed, d_ed, contraction, ivs, pw,
+                                        widening_cm=widening, foreshortening=fore, oblique=oblique)
+        _draw_apical(cv, view, exam, rng, near, lv.length, lv.width, h_ivs, h_pw, la_d, rv_w,
+                     float(lv.length[0]), lv=lv)
+    elif view == "PLAX":
+        oblique = float(rng.uniform(0.75, 0.92)) if off_axis else 1.0
+        lv = echo_walls.plax_contours(scores, q, l_ed / 2 + 0.6, d_ed, contraction, ivs, pw, oblique=oblique)
+        _draw_plax(cv, rng, near, np.full_like(diam, l_ed), diam, h_ivs, h_pw, la_d, contraction, lv=lv)
+    else:
+        oblique = float(rng.uniform(1.15, 1.35)) if off_axis else 1.0
+        lv = echo_walls.psax_contours(scores, q, d_ed, contraction, ivs, pw, oblique=oblique)
+        _draw_psax(cv, rng, near, diam, h_ivs, h_pw, rv_w, lv=lv)
+
+
 def _draw_apical(cv: _Canvas, view: str, exam: Exam, rng, near, length, diam, h_ivs, h_pw,
-                 la_d, rv_w, l_ed) -> None:
+                 la_d, rv_w, l_ed, lv: LVContours | None = None) -> None:
     """A4C: apex at the top, LV down and to the right of the septum, RV left, atria below.
-    A2C: LV axis near vertical, LA below, no RV. Shapes follow the LV long axis (angle theta)."""
+    A2C: LV axis near vertical, LA below, no RV. Shapes follow the LV long axis (angle theta).
+    With `lv` (version 2) the LV myocardium and cavity are its contours."""
     theta = np.deg2rad(rng.normal(10, 3) if view == "A4C" else rng.normal(3, 3))
     ux, uy = np.sin(theta), np.cos(theta)               # apex -> base
     nx, ny = np.cos(theta), -np.sin(theta)              # septum -> lateral wall
@@ -220,7 +305,11 @@ def _draw_apical(cv: _Canvas, view: str, exam: Exam, rng, near, length, diam, h_
     out_a = diam / 2 + (h_ivs + h_pw) / 2
     lv_c = at(length / 2, 0.0)
     out_c = at(length / 2, (h_pw - h_ivs) / 2)           # septum h_ivs thick, lateral wall h_pw
-    cv.ellipse(*out_c, out_a + 0.25, length / 2 + h_apex + 0.25, _BRIGHT, angle=ang)
+    if lv is None:
+        cv.ellipse(*out_c, out_a + 0.25, length / 2 + h_apex + 0.25, _BRIGHT, angle=ang)
+    else:
+        lv_c = at(lv.centre_along, 0.0)
+        cv.contour(*lv_c, *_grown(lv.epi_across, lv.epi_along, 0.25), _BRIGHT, angle=ang)
     if view == "A4C":
         rv_len = 0.8 * l_ed * (length / l_ed) ** 0.5
         rv_c = at(length - rv_len / 2, -(diam / 2 + h_ivs + rv_w / 2 + 0.05))
@@ -229,13 +318,19 @@ def _draw_apical(cv: _Canvas, view: str, exam: Exam, rng, near, length, diam, h_
         ra_c = at(length + 0.25 + 0.6 * ra_d, -(diam / 2 + h_ivs + ra_d / 2 + 0.1))
         cv.ellipse(*ra_c, ra_d / 2 + 0.25, 0.6 * ra_d + 0.25, _MYO, angle=ang)
         cv.ellipse(*ra_c, ra_d / 2, 0.6 * ra_d, _BLOOD, angle=ang)
-    cv.ellipse(*out_c, out_a, length / 2 + h_apex, _MYO, angle=ang)
+    if lv is None:
+        cv.ellipse(*out_c, out_a, length / 2 + h_apex, _MYO, angle=ang)
+    else:
+        cv.contour(*lv_c, lv.epi_across, lv.epi_along, _MYO, angle=ang)
     la_c = at(length + 0.45 + 0.65 * la_d, 0.15)
     cv.ellipse(*la_c, la_d / 2 + 0.25, 0.65 * la_d + 0.25, _MYO, angle=ang)
     cv.ellipse(*la_c, la_d / 2, 0.65 * la_d, _BLOOD, angle=ang)
     if view == "A4C":
         cv.ellipse(*rv_c, rv_w / 2, rv_len / 2, _BLOOD, angle=ang)
-    cv.ellipse(*lv_c, diam / 2, length / 2, _BLOOD, angle=ang)
+    if lv is None:
+        cv.ellipse(*lv_c, diam / 2, length / 2, _BLOOD, angle=ang)
+    else:
+        cv.contour(*lv_c, lv.endo_across, lv.endo_along, _BLOOD, angle=ang)
     # Mitral annulus hinges (bright) and the closed leaflets across the base in systole.
     for side in (-1.0, 1.0):
         cv.ellipse(*at(length, side * (diam / 2 + 0.05)), 0.3, 0.18, _BRIGHT, angle=ang)
@@ -246,9 +341,11 @@ def _draw_apical(cv: _Canvas, view: str, exam: Exam, rng, near, length, diam, h_
     cv.ellipse(*at(length + 0.05, 0.0), np.where(systole, diam / 2, 1e-3), 0.12, _BRIGHT * 0.7, angle=ang)
 
 
-def _draw_plax(cv: _Canvas, rng, near, length, diam, h_ivs, h_pw, la_d, contraction) -> None:
+def _draw_plax(cv: _Canvas, rng, near, length, diam, h_ivs, h_pw, la_d, contraction,
+               lv: LVContours | None = None) -> None:
     """PLAX: RVOT on top (its size independent of the RV's), IVS, LV cavity, posterior wall,
-    pericardium; aortic root and LA to the right. The LV long axis runs to the left."""
+    pericardium; aortic root and LA to the right. The LV long axis runs to the left. With `lv`
+    (version 2) the LV is its contours (`along` = x, `across` = depth) about the ED cavity centre."""
     rvot = float(np.clip(rng.normal(2.7, 0.35), 1.8, 3.6))
     sept_top = near + 0.4 + rvot
     lv_cx = -1.2
@@ -261,22 +358,33 @@ def _draw_plax(cv: _Canvas, rng, near, length, diam, h_ivs, h_pw, la_d, contract
     ao_x = lv_cx + float(half_len.max()) + 0.9
     ao_y = sept_top + h_ivs[0] + ao_r / 2
     la_y = ao_y + ao_r / 2 + 0.35 + la_d / 2
-    cv.ellipse(lv_cx, out_cy + 0.2, half_len + 0.5, out_b + 0.3, _BRIGHT)       # pericardium
+    lv_cy = float(cav_cy[0])
+    if lv is None:
+        cv.ellipse(lv_cx, out_cy + 0.2, half_len + 0.5, out_b + 0.3, _BRIGHT)   # pericardium
+    else:
+        cv.contour(lv_cx, lv_cy, *_grown(lv.epi_along, lv.epi_across, 0.3), _BRIGHT)
     cv.ellipse(ao_x + 0.3, la_y, 0.6 * la_d + 0.25, la_d / 2 + 0.25, _MYO)
     cv.ellipse(ao_x + 0.3, la_y, 0.6 * la_d, la_d / 2, _BLOOD)                  # LA
-    cv.ellipse(lv_cx, out_cy, half_len + 0.3, out_b, _MYO)
+    if lv is None:
+        cv.ellipse(lv_cx, out_cy, half_len + 0.3, out_b, _MYO)
+    else:
+        cv.contour(lv_cx, lv_cy, lv.epi_along, lv.epi_across, _MYO)
     cv.ellipse(lv_cx - 0.5, near + 0.4 + rvot / 2, 3.2, rvot / 2, _BLOOD)      # RVOT
     cv.ellipse(ao_x, ao_y, 2.2, ao_r / 2 + 0.25, _MYO)                          # aortic root
     cv.ellipse(ao_x, ao_y, 2.3, ao_r / 2, _BLOOD)
-    cv.ellipse(lv_cx, cav_cy, half_len, diam / 2, _BLOOD)
+    if lv is None:
+        cv.ellipse(lv_cx, cav_cy, half_len, diam / 2, _BLOOD)
+    else:
+        cv.contour(lv_cx, lv_cy, lv.endo_along, lv.endo_across, _BLOOD)
     # Aortic valve cusps: a bright line across the root when closed (diastole).
     shut = np.where(contraction < 0.15, ao_r / 2, 1e-3)
     cv.ellipse(ao_x - 0.6, ao_y, 0.1, shut, _BRIGHT)
 
 
-def _draw_psax(cv: _Canvas, rng, near, diam, h_ivs, h_pw, rv_w) -> None:
+def _draw_psax(cv: _Canvas, rng, near, diam, h_ivs, h_pw, rv_w, lv: LVContours | None = None) -> None:
     """PSAX (mid-papillary): round LV with the septum toward the upper left, RV crescent wrapped
-    around it there; no atria."""
+    around it there; no atria. With `lv` (version 2) the ring is its contours (x, y) about the
+    ring's centre, the septal thickness drawn in the contour."""
     out_r = diam / 2 + (h_ivs + h_pw) / 2
     rv0 = float(rv_w[0])
     lv_cx, lv_cy = 0.5, near + 0.5 + 0.8 * rv0 + float(out_r[0])
@@ -289,19 +397,39 @@ def _draw_psax(cv: _Canvas, rng, near, diam, h_ivs, h_pw, rv_w) -> None:
     rv_cx = lv_cx + ux * (out_r + 0.15 * rv_w)
     rv_cy = lv_cy + uy * (out_r + 0.15 * rv_w)
     rv_ang = np.arctan2(uy, ux) + np.pi / 2
-    cv.ellipse(lv_cx, lv_cy, out_r + 0.25, out_r + 0.25, _BRIGHT)
+    if lv is None:
+        cv.ellipse(lv_cx, lv_cy, out_r + 0.25, out_r + 0.25, _BRIGHT)
+    else:
+        cv.contour(lv_cx, lv_cy, *_grown(lv.epi_across, lv.epi_along, 0.25), _BRIGHT)
     cv.ellipse(rv_cx, rv_cy, rv_w * 0.85 + 0.35, rv_w * 0.5 + 0.35, _MYO, angle=rv_ang)
     cv.ellipse(rv_cx, rv_cy, rv_w * 0.85, rv_w * 0.5, _BLOOD, angle=rv_ang)
-    cv.ellipse(lv_cx, lv_cy, out_r, out_r, _MYO)
-    cv.ellipse(cav_cx, cav_cy, diam / 2, diam / 2, _BLOOD)
+    if lv is None:
+        cv.ellipse(lv_cx, lv_cy, out_r, out_r, _MYO)
+        cv.ellipse(cav_cx, cav_cy, diam / 2, diam / 2, _BLOOD)
+    else:
+        cv.contour(lv_cx, lv_cy, lv.epi_across, lv.epi_along, _MYO)
+        cv.contour(lv_cx, lv_cy, lv.endo_across, lv.endo_along, _BLOOD)
+        cav_cx, cav_cy, diam = lv_cx, lv_cy, np.hypot(lv.endo_across, lv.endo_along).mean(axis=1) * 2
     # Papillary muscles: small bright bodies in the cavity's lower half.
     for ang in (np.pi * 0.3, np.pi * 0.75):
         px, py = cav_cx + 0.62 * diam / 2 * np.cos(ang), cav_cy + 0.62 * diam / 2 * np.sin(ang)
         cv.ellipse(px, py, 0.22, 0.3, _MYO * 0.8)
 
 
-def _image(refl: np.ndarray, grid: _Grid, rng: np.random.Generator, ps: float, depth: float) -> np.ndarray:
-    """Reflectivity -> blur (axial < lateral) -> Rayleigh speckle -> log compression, 8 bits."""
+def _image(refl: np.ndarray, grid: _Grid, rng: np.random.Generator, ps: float, depth: float,
+           poor: bool = False, half_angle: float = 0.75) -> np.ndarray:
+    """Reflectivity -> blur (axial < lateral) -> Rayleigh speckle -> log compression, 8 bits.
+
+    poor: a sector of beams dropped out (tissue there as dark as blood: rib shadow, lung, walls
+    parallel to the beams), low gain and heavy noise."""
+    if poor:
+        h, w = grid.r.shape
+        rows, cols = np.mgrid[0:h, 0:w].astype(np.float32)
+        beam = np.arctan2((cols - grid.apex[1]) * ps, np.maximum((rows - grid.apex[0]) * ps, 1e-6))
+        centre = rng.uniform(-0.75, 0.75) * half_angle
+        width = np.deg2rad(rng.uniform(8, 16))
+        dropped = (np.abs(beam - centre) < width / 2) & (grid.r > rng.uniform(3.0, 6.0))
+        refl = np.where(dropped[None], refl * np.float32(0.1), refl)
     lat_cm = rng.uniform(0.2, 0.28)                      # lateral beam width at mid-depth
     blur = ndimage.gaussian_filter(refl, sigma=(0, 0.06 / ps, lat_cm / ps), mode="nearest")
     f, h, w = refl.shape
@@ -315,6 +443,9 @@ def _image(refl: np.ndarray, grid: _Grid, rng: np.random.Generator, ps: float, d
     env += 0.03 * np.exp(-grid.r / 0.8)[None] * speckle                 # near-field clutter
     dr = rng.uniform(42, 52)                             # displayed dynamic range, dB
     gain_db = rng.normal(0, 2.5)
+    if poor:                                             # low gain, a noise floor over everything
+        gain_db -= rng.uniform(6, 12)
+        env += rng.uniform(0.03, 0.06) * rng.standard_exponential(env.shape, dtype=np.float32)
     db = 20 * np.log10(np.maximum(env, 1e-6)) + gain_db
     out = np.clip(255 * (1 + db / dr), 0, 255)
     out[:, ~grid.sector] = 0

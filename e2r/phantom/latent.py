@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from e2r.phantom.regional import wmsi
+
 # LVEF mixture (ESC 2021 classes) of a hospital echo lab: mostly preserved.
 EF_CLASS_PROBS = (0.70, 0.15, 0.15)  # preserved >=50, mildly reduced 40-49, reduced <40
 HYPERTROPHY_FRACTION = 0.20
@@ -96,7 +98,13 @@ def draw_baseline_exam(rng: np.random.Generator) -> Exam:
         lvef = float(rng.uniform(40, 50))
     else:
         lvef = float(np.clip(rng.normal(30, 6), 12, 39.9))
+    return heart_given_lvef(rng, sex, age, lvef)
 
+
+def heart_given_lvef(rng: np.random.Generator, sex: str, age: float, lvef: float) -> Exam:
+    """The rest of a baseline heart once sex, age and LVEF are drawn: volumes, walls, atria, RV,
+    rhythm, rate, conduction. Generator version 2 (latent_v2) calls it with an LVEF that follows
+    the segments' motion; version 1 with its class mixture (the draw order is version 1's)."""
     # LVEDV: ASE normal ranges (men ~62-150 mL, women ~46-106 mL); eccentric remodelling
     # dilates the LV as EF falls (HFrEF ventricles are large: Konstam 2011).
     base_edv = rng.normal(112, 20) if sex == "M" else rng.normal(84, 15)
@@ -187,8 +195,9 @@ def draw_repeat_exam(rng: np.random.Generator, base: Exam, days: int) -> Exam:
 
 
 def exam_phenotypes(exam: Exam) -> dict[str, float | str]:
-    """The phenotype columns of phenotypes.csv for one exam, rounded as an echo report would be."""
-    return {
+    """The phenotype columns of phenotypes.csv for one exam, rounded as an echo report would be;
+    a version 2 exam (wall motion scored) adds the optional wmsi and territory."""
+    row: dict[str, float | str] = {
         "lvef": round(exam.lvef, 1),
         "lvedv": round(exam.lvedv, 1),
         "lvesv": round(exam.lvesv, 1),
@@ -200,6 +209,10 @@ def exam_phenotypes(exam: Exam) -> dict[str, float | str]:
         "heart_rate": round(exam.heart_rate),
         "rhythm": exam.rhythm,
     }
+    if exam.wall_motion:
+        row["wmsi"] = round(wmsi(exam.wall_motion), 2)
+        row["territory"] = exam.territory
+    return row
 
 
 def beat_times(rng: np.random.Generator, heart_rate: float, rhythm: str, start: float, stop: float) -> np.ndarray:

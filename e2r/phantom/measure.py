@@ -2,7 +2,9 @@
 signal, LV area change / wall thickness / chamber areas from echo pixels.
 
 They know nothing of the latent hearts; `check` correlates them with the phenotypes to show the
-cohort carries the morphology it claims.
+cohort carries the morphology it claims. `lv_function_by_view` (area change, or PLAX fractional
+shortening) is the per-view figure by which an infarct shows only in the views that cut its
+territory (generator version 2).
 """
 
 from __future__ import annotations
@@ -149,9 +151,15 @@ _LV_TARGET = {"A4C": (2.0, 6.5), "A2C": (0.0, 6.0), "PLAX": (-1.0, 7.0), "PSAX":
 def lv_area_curve(frames: np.ndarray, view: str, geo: EchoGeometry) -> np.ndarray:
     """LV cavity area (cm^2) per frame: the blood pool nearest the expected LV in the first frame,
     then tracked frame to frame as the pool overlapping most with the previous frame's LV."""
+    return np.asarray([0.0 if m is None else m.sum() * geo.cm_per_px ** 2 for m in lv_masks(frames, view, geo)])
+
+
+def lv_masks(frames: np.ndarray, view: str, geo: EchoGeometry) -> list[np.ndarray | None]:
+    """The LV cavity's pixel mask per frame (None where no pool was found), tracked as in
+    lv_area_curve."""
     sector = sector_mask(frames)
     min_px = int(0.8 / geo.cm_per_px ** 2)
-    areas, prev = [], None
+    masks, prev = [], None
     for frame in frames:
         lab, n = _dark_components(frame, sector, min_px)
         mask = None
@@ -166,8 +174,8 @@ def lv_area_curve(frames: np.ndarray, view: str, geo: EchoGeometry) -> np.ndarra
             mask = _component_near(lab, n, geo, _LV_TARGET[view], radius_cm=3.5)
         if mask is not None:
             prev = mask
-        areas.append(0.0 if mask is None else mask.sum() * geo.cm_per_px ** 2)
-    return np.asarray(areas)
+        masks.append(mask)
+    return masks
 
 
 def fractional_area_change(frames: np.ndarray, view: str, geo: EchoGeometry) -> float:
@@ -179,6 +187,33 @@ def fractional_area_change(frames: np.ndarray, view: str, geo: EchoGeometry) -> 
         return float("nan")
     hi, lo = np.percentile(a, 95), np.percentile(a, 5)
     return float((hi - lo) / hi)
+
+
+def plax_fractional_shortening(frames: np.ndarray, geo: EchoGeometry) -> float:
+    """PLAX fractional shortening: (LVIDd - LVIDs) / LVIDd, the LV cavity's depth extent in the
+    columns through its mid part (0.3-0.6 of its length from the apical end, right of which the
+    cavity may run into the LVOT) per frame, 95th/5th percentiles over the clip."""
+    dims = []
+    for mask in lv_masks(frames, "PLAX", geo):
+        if mask is None:
+            continue
+        ys, xs = np.nonzero(mask)
+        lo, hi = xs.min() + 0.3 * (xs.max() - xs.min()), xs.min() + 0.6 * (xs.max() - xs.min())
+        depth = [np.ptp(ys[xs == c]) + 1 for c in range(int(np.ceil(lo)), int(hi) + 1) if np.any(xs == c)]
+        if depth:
+            dims.append(float(np.median(depth)) * geo.cm_per_px)
+    if len(dims) < 3:
+        return float("nan")
+    hi_d, lo_d = np.percentile(dims, 95), np.percentile(dims, 5)
+    return float((hi_d - lo_d) / hi_d)
+
+
+def lv_function_by_view(frames: np.ndarray, view: str, geo: EchoGeometry) -> float:
+    """What a reader takes as the LV's systolic function from one clip of a view: fractional
+    area change in A4C / A2C / PSAX, fractional shortening in PLAX."""
+    if view == "PLAX":
+        return plax_fractional_shortening(frames, geo)
+    return fractional_area_change(frames, view, geo)
 
 
 def plax_septum_mm(frames: np.ndarray, geo: EchoGeometry) -> float:
