@@ -97,6 +97,13 @@ def ecg_to_tensor(ecgs: Sequence[ECGInput]) -> torch.Tensor:
 
 def encode_ecg(model, ecgs: Sequence[ECGInput], batch_size: int = 128, device=None) -> np.ndarray:
     """Preprocessed ECGs -> (B, D) float32 L2-normalised embeddings."""
+    return encode_ecg_features(model, ecgs, batch_size, device)[1]
+
+
+def encode_ecg_features(model, ecgs: Sequence[ECGInput], batch_size: int = 128,
+                        device=None) -> tuple[np.ndarray, np.ndarray]:
+    """Preprocessed ECGs -> (the ECG encoder's pooled features (B, C) float32, before the projection
+    head; the (B, D) float32 L2-normalised shared-space embeddings `encode_ecg` returns)."""
     model = _unwrap(model)
     dev = _device(model, device)
     expected = model.preset.ecg_samples
@@ -105,11 +112,13 @@ def encode_ecg(model, ecgs: Sequence[ECGInput], batch_size: int = 128, device=No
         raise DataError(f"ECGs have {x.shape[-1]} samples per lead, the model expects {expected} "
                         f"({model.preset.ecg_preprocess.fs:g} Hz x {model.preset.ecg_preprocess.window_s:g} s); "
                         "preprocess with the model's preset.ecg_preprocess")
-    out = []
+    features, embeddings = [], []
     with _inference(model, dev):
         for i in range(0, len(x), batch_size):
-            out.append(model.encode_ecg(x[i:i + batch_size].to(dev)).float().cpu())
-    return torch.cat(out).numpy()
+            f, z = model.encode_ecg_features(x[i:i + batch_size].to(dev))  # (b, C), (b, D)
+            features.append(f.float().cpu())
+            embeddings.append(z.float().cpu())
+    return torch.cat(features).numpy(), torch.cat(embeddings).numpy()
 
 
 def embed_videos(model, videos: Sequence[np.ndarray], batch_size: int = 32, device=None) -> np.ndarray:

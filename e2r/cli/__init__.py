@@ -32,6 +32,7 @@ _COMMAND_MODULES = (
     "train_cmd",
     "index_cmd",
     "search_cmd",
+    "embed_cmd",
     "serve_cmd",
     "eval_cmd",
     "inspect_cmd",

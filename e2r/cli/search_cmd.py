@@ -13,8 +13,6 @@ from e2r.cli.common import (
 )
 from e2r.cli.store_opts import open_cli_store
 
-ECG_SUFFIXES = {".hea", ".dcm"}
-
 
 def register(app: typer.Typer) -> None:
     app.command("search")(handle_errors(search))
@@ -35,6 +33,7 @@ def search(
     as_json: bool = JsonOpt,
 ) -> None:
     """Find the echo studies most similar to an ECG and estimate its phenotypes from them."""
+    from e2r.ecg import list_ecg_records
     from e2r.errors import ConfigError, E2RError
     from e2r.store import parse_filter
     from queries.search import Searcher
@@ -42,7 +41,7 @@ def search(
     if top_k < 1 or k < 1:
         raise ConfigError(f"--top-k {top_k} / --k {k}: both must be >= 1")
     flt = parse_filter(filters) if filters else None
-    paths = _ecg_list(ecg)
+    paths = list_ecg_records(ecg)
     with open_cli_store(data_dir, qdrant_url, api_key) as store:
         searcher = Searcher(store, collection)
         if len(paths) == 1 and out is None and not ecg.is_dir():
@@ -81,21 +80,6 @@ def search(
         typer.echo(f"{n_ok} ECGs searched, {n_bad} unreadable; results in {out}")
     if n_ok == 0:
         raise E2RError(f"{ecg}: no readable ECG among {len(paths)} records")
-
-
-def _ecg_list(path: Path) -> list[str]:
-    """One ECG, every record in a folder, or the lines of a .txt list."""
-    from e2r.errors import ConfigError
-
-    if path.is_dir():
-        found = sorted({str(p.with_suffix("")) if p.suffix == ".hea" else str(p)
-                        for p in path.rglob("*") if p.suffix.lower() in ECG_SUFFIXES})
-        if not found:
-            raise ConfigError(f"{path}: no ECG records (.hea or .dcm) in this folder")
-        return found
-    if path.suffix == ".txt" and path.is_file():
-        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    return [str(path)]
 
 
 def _print_result(result: Any) -> None:

@@ -11,8 +11,27 @@ from __future__ import annotations
 from pathlib import Path
 
 from e2r.ecg.record import WHAT_TO_GIVE, ECGRecord, build_record
-from e2r.errors import ECGReadError
+from e2r.errors import ConfigError, ECGReadError
 from e2r.util import one_line, sniff_dicom
+
+# What a folder scan counts as one ECG record: a WFDB header (the record is named without it) or a DICOM file.
+ECG_SUFFIXES = {".hea", ".dcm"}
+
+
+def list_ecg_records(path: str | Path) -> list[str]:
+    """What `e2r search` and `e2r embed` take as ECG input: one record (returned as named), every
+    record in a folder (sorted; WFDB records by their name without `.hea`), or the non-empty lines
+    of a `.txt` list. ConfigError for a folder without any record."""
+    path = Path(path)
+    if path.is_dir():
+        found = sorted({str(p.with_suffix("")) if p.suffix == ".hea" else str(p)
+                        for p in path.rglob("*") if p.suffix.lower() in ECG_SUFFIXES})
+        if not found:
+            raise ConfigError(f"{path}: no ECG records (.hea or .dcm) in this folder")
+        return found
+    if path.suffix == ".txt" and path.is_file():
+        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return [str(path)]
 
 
 def read_ecg(path: str | Path) -> ECGRecord:

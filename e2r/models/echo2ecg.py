@@ -55,8 +55,13 @@ class Echo2ECG(nn.Module):
 
     def encode_ecg(self, ecg: torch.Tensor) -> torch.Tensor:
         """(B, 12, N) preprocessed ECG -> (B, D) L2-normalised embedding."""
+        return self.encode_ecg_features(ecg)[1]  # (B, D)
+
+    def encode_ecg_features(self, ecg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 12, N) preprocessed ECG -> (the ECG encoder's pooled features (B, C), before the
+        projection head; the L2-normalised shared-space embedding (B, D) that `encode_ecg` returns)."""
         x = self.ecg_encoder(ecg)  # (B, C)
-        return F.normalize(self.ecg_head(x), dim=-1)  # (B, D)
+        return x, F.normalize(self.ecg_head(x), dim=-1)  # (B, C), (B, D)
 
     def embed_videos(self, videos: torch.Tensor) -> torch.Tensor:
         """(N, F, C, H, W) normalised videos -> (N, E) per-video features (no grad when frozen)."""
