@@ -29,6 +29,8 @@ class EchoData:
     val_study: np.ndarray             # (n_val,) index of each val video's study (per-study figures)
     val_views: tuple[str, ...] = ()   # (n_val,) view label of each val video ("unknown" when absent)
     summary: dict[str, Any] = field(default_factory=dict)
+    train_study: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (n_train,) like val_study
+    train_views: tuple[str, ...] = ()  # (n_train,) like val_views (trainer.view_probe fits a probe per view)
 
 
 def build_echo_data(videos: np.ndarray, labelled: dict[str, list[tuple[str, list[int]]]],
@@ -61,7 +63,7 @@ def build_echo_data(videos: np.ndarray, labelled: dict[str, list[tuple[str, list
                 study.append(k)
         return np.asarray(vid, np.int64), np.asarray(tgt, np.float32).reshape(-1, len(fields)), np.asarray(study)
 
-    tr_rows, tr_t, _ = targets(labelled["train"])
+    tr_rows, tr_t, tr_study = targets(labelled["train"])
     va_rows, va_t, va_study = targets(labelled["val"])
     n_train, n_val = len(labelled["train"]), len(labelled["val"])
     summary = {**summary, "train_studies": n_train, "val_studies": n_val, "train_videos": len(tr_rows),
@@ -69,7 +71,8 @@ def build_echo_data(videos: np.ndarray, labelled: dict[str, list[tuple[str, list
     log.info("echo pretraining data: %d train studies (%d videos), %d val studies (%d videos)",
              n_train, len(tr_rows), n_val, len(va_rows))
     return EchoData(videos, fields, norm, tr_rows, tr_t, va_rows, va_t, va_study,
-                    tuple(view_of[r] for r in va_rows), summary)
+                    tuple(view_of[r] for r in va_rows), summary, train_study=tr_study,
+                    train_views=tuple(view_of[r] for r in tr_rows))
 
 
 def _num(v: Any) -> float:
