@@ -262,7 +262,8 @@ def test_run_benchmark_with_injected_steps_writes_report(tmp_path):
                                     np.full(n, 50.0)), {"fake": True}
 
     spec = BenchmarkSpec(pairs_csv=pairs, phenotypes_csv=ph, workdir=tmp_path / "work", out_dir=tmp_path / "out",
-                         seeds=(0, 1), arms=("chance", "random-init", "echo-tower", "mean", "attention", "supervised"),
+                         seeds=(0, 1), arms=("chance", "criteria", "random-init", "echo-tower", "mean", "attention",
+                                             "supervised"),
                          settings=EvalSettings(knn_k=3))
     result = run_benchmark(spec, BenchmarkSteps(store=store, index=index, train=train, train_supervised=supervised,
                                                 pretrain_tower=pretrain_tower, tower_studies=tower_studies))
@@ -305,9 +306,47 @@ def test_run_benchmark_with_injected_steps_writes_report(tmp_path):
         for direction in (arm["mean_sd"].get("retrieval") or {}).values():
             direction.pop("wall_motion", None)
     assert "Not computed: the phenotype CSV carries no `wmsi` or `territory` column." in render_markdown(res)
+    _check_criteria_arm(result, res, md, pairs, ph)
     for name in ("roc_lvef_le45.png", "recall_at_k.png", "lvef_pred_vs_true.png"):
         assert (tmp_path / "out" / name).read_bytes()[:4] == b"\x89PNG"
     assert len(result.out_files) == 5
+
+
+def _check_criteria_arm(result, res, md, pairs, ph):
+    """The criteria arm: one run, classification only, its logistic model = a direct sklearn fit on
+    the criteria of the train ECGs, the raw rules = the voltage itself as the score."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from e2r.ecg import read_ecg
+    from e2r.ecg.criteria import record_criteria
+
+    crit = res["arms"]["criteria"]
+    assert crit["seeds"] == [0] and crit["label"] == "Clinical ECG criteria (no e2r)"
+    assert set(crit["mean_sd"]) == {"classification"}
+    cls = crit["per_seed"][0]["classification"]
+    assert set(cls) == {"logistic", "sokolow_lyon", "cornell"} and set(cls["cornell"]) == {"lvh"}
+    assert crit["runs"][0]["features"] == {"lvh": ["sokolow_lyon_mv", "cornell_mv"], "le45": ["qrs_ms", "lbbb"]}
+    splits = read_splits(pairs, ph)
+    truth = {s: truth_of([splits.phenotypes[r.study_uid] for r in splits.ecg_rows(s)]) for s in ("train", "test")}
+    feats = {s: [record_criteria(read_ecg(r.ecg_path)) for r in splits.ecg_rows(s)] for s in ("train", "test")}
+    assert all(c.n_beats > 0 for s in feats.values() for c in s)
+    ev = result.evals["criteria"][0]
+    for target, names, key in (("lvh", ("sokolow_lyon_mv", "cornell_mv"), "p_lvh"),
+                               ("le45", ("qrs_ms", "lbbb"), "p_le45")):
+        x = {s: np.array([[float(getattr(c, n)) for n in names] for c in feats[s]]) for s in feats}
+        ref = make_pipeline(StandardScaler(), LogisticRegression()).fit(x["train"], truth["train"][target].astype(int))
+        want = ref.predict_proba(x["test"])[:, 1]
+        np.testing.assert_allclose(getattr(ev.raw["criteria"], key), want, rtol=1e-6, atol=1e-9)
+        block = "lvh" if target == "lvh" else "lvef_le45"
+        assert cls["logistic"][block]["auroc"] == pytest.approx(roc_auc_score(truth["test"][target], want))
+    sokolow = np.array([c.sokolow_lyon_mv for c in feats["test"]])
+    assert cls["sokolow_lyon"]["lvh"]["auroc"] == pytest.approx(roc_auc_score(truth["test"]["lvh"], sokolow))
+    assert crit["per_seed"][0]["classification"]["logistic"]["lvef_class"]["auroc_macro"] is None  # NaN: n/a
+    assert "| Clinical ECG criteria (no e2r) | Sokolow-Lyon voltage as the LVH score (no fit) |" in md
+    assert "Clinical ECG criteria: Sokolow-Lyon" in md
 
 
 def test_claims_check_the_targets_and_the_seed_spread():

@@ -103,8 +103,9 @@ def test_quick_benchmark_end_to_end(tmp_path):
                                  "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
-    assert list(doc["arms"]) == ["chance", "random-init", "echo-tower", "single-view", "mean", "attention",
-                                 "supervised"]
+    assert list(doc["arms"]) == ["chance", "criteria", "random-init", "echo-tower", "single-view", "mean",
+                                 "attention", "supervised"]
+    assert "logistic" in doc["arms"]["criteria"]["mean_sd"]["classification"]
     assert doc["synthetic"] is True and doc["spec"]["seeds"] == [0]
     assert doc["splits"]["test"]["pairs"] > 5 and doc["context"]["patients"] == 120
     for arm in ("random-init", "single-view", "mean", "attention"):

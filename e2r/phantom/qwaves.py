@@ -1,9 +1,9 @@
 """Q waves and R-wave progression from a 12-lead ECG's median beat: how a reader finds a prior
 myocardial infarction, and in which coronary territory.
 
-QRS fiducials come from wfdb.processing's XQRS detector (the PhysioNet WFDB toolbox's QRS detector,
-already a dependency of e2r's WFDB reader); the median beat, QRS onset/offset and the per-lead
-waves are measured here with numpy/scipy. The criteria:
+QRS fiducials, the median beat and QRS onset/offset come from e2r.ecg.beats (wfdb's XQRS detector
+plus numpy/scipy, shared with the clinical criteria of e2r.ecg.criteria); the per-lead waves are
+measured here. The criteria:
 
 - Pathological Q wave, Fourth Universal Definition of Myocardial Infarction (Thygesen et al.,
   Circulation 2018;138:e618-e651, "ECG manifestations of prior MI"): any Q wave >= 0.02 s or a QS
@@ -22,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
-from scipy import signal as sps
+
+from e2r.ecg.beats import median_beat, pr_baseline, qrs_bounds
 
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 _I, _II, _III, _AVL, _AVF, _V1, _V2, _V3, _V4, _V5, _V6 = 0, 1, 2, 4, 5, 6, 7, 8, 9, 10, 11
@@ -66,68 +66,6 @@ class QWaveMeasures:
         return bool(self.r_mv[_V3] <= 0.3)
 
 
-def _detect_beats(x: np.ndarray, fs: float) -> np.ndarray:
-    """R-peak sample indices: wfdb's XQRS on lead II, else on the lead where it finds most beats."""
-    from wfdb import processing
-
-    best = np.zeros(0, dtype=int)
-    for lead in (_II, _V5, _I, _V2, _AVF):
-        det = processing.XQRS(sig=x[lead], fs=fs)
-        det.detect(verbose=False)
-        found = np.asarray(det.qrs_inds, dtype=int)
-        if len(found) > len(best):
-            best = found
-        if len(found) >= 4 and 0.3 < np.median(np.diff(found)) / fs < 2.0:
-            return found
-    return best
-
-
-def median_beat(sig: np.ndarray, fs: float) -> tuple[np.ndarray, int]:
-    """A (12, W) median beat (0.5-40 Hz, zero phase) and its number of beats; the fiducial sits at
-    0.3 s. Beats are aligned on the spatial-velocity peak near each XQRS detection; beats that do
-    not correlate with the first median (ectopics, artefacts) are left out of the second."""
-    sos = sps.butter(2, [0.5 / (fs / 2), min(40.0 / (fs / 2), 0.95)], btype="bandpass", output="sos")
-    x = sps.sosfiltfilt(sos, np.asarray(sig, dtype=np.float64), axis=1)
-    pre, post = int(0.3 * fs), int(0.45 * fs)
-    peaks = _detect_beats(x, fs)
-    vel = ndimage.uniform_filter1d(np.sqrt((np.diff(x, axis=1) ** 2).sum(axis=0)), max(1, int(0.01 * fs)))
-    reach = int(0.06 * fs)
-    fid = []
-    for p in peaks:
-        lo, hi = max(0, p - reach), min(len(vel), p + reach)
-        if hi > lo:
-            fid.append(lo + int(np.argmax(vel[lo:hi])))
-    fid = np.array([p for p in fid if p >= pre and p + post < x.shape[1]], dtype=int)
-    if len(fid) == 0:
-        return np.zeros((12, pre + post)), 0
-    beats = np.stack([x[:, p - pre:p + post] for p in fid])  # (B, 12, W)
-    med = np.median(beats, axis=0)
-    qrs = slice(pre - int(0.08 * fs), pre + int(0.1 * fs))
-    corr = np.array([np.corrcoef(b[:, qrs].ravel(), med[:, qrs].ravel())[0, 1] for b in beats])
-    keep = corr >= 0.9
-    if keep.sum() >= 3:
-        beats = beats[keep]
-        med = np.median(beats, axis=0)
-    return med, len(beats)
-
-
-def _qrs_bounds(beat: np.ndarray, fs: float) -> tuple[int, int]:
-    """QRS onset and offset on the median beat: where the spatial velocity rises above / falls
-    below a fraction of its QRS peak (the fiducial sits at 0.3 s)."""
-    pre = int(0.3 * fs)
-    v = ndimage.uniform_filter1d(np.sqrt((np.diff(beat, axis=1) ** 2).sum(axis=0)) * fs, max(1, int(0.008 * fs)))
-    near = slice(pre - int(0.06 * fs), pre + int(0.06 * fs))
-    peak = near.start + int(np.argmax(v[near]))
-    thr = 0.08 * v[peak]
-    on = peak
-    while on > pre - int(0.12 * fs) and v[on] > thr:
-        on -= 1
-    off = peak
-    while off < len(v) - 1 and off < pre + int(0.16 * fs) and v[off] > thr:
-        off += 1
-    return on, off
-
-
 def _initial_q(lead: np.ndarray, on: int, off: int, fs: float) -> tuple[float, float]:
     """Duration (ms) and depth (mV) of the lead's initial negative lobe: the first deflection
     beyond 0.05 mV after QRS onset is negative (smaller ones are within the median beat's noise
@@ -153,8 +91,8 @@ def measure_qwaves(sig: np.ndarray, fs: float) -> QWaveMeasures:
     if n_beats == 0:
         zero = (0.0,) * 12
         return QWaveMeasures(0, zero, zero, zero, (False,) * 12, ())
-    on, off = _qrs_bounds(beat, fs)
-    base = beat[:, max(0, on - int(0.016 * fs)):on + 1].mean(axis=1, keepdims=True)  # PR segment
+    on, off = qrs_bounds(beat, fs)
+    base = pr_baseline(beat, on, fs)
     b = beat - base
     q_ms, q_mv, r_mv, patho = [], [], [], []
     for k in range(12):

@@ -7,8 +7,10 @@ P(LVEF<=45) where labelled) is scored against the labels: AUROC with a seeded pe
 bootstrap CI (resampling ECGs with replacement; resamples with one class only are dropped and
 counted), AUPRC, positives and negatives. ECGs that cannot be scored are counted by reason:
 `missing_file`, `unreadable` (the reader's named error), `unexpected_error`, and per target
-`no_estimate` (no indexed study carries that label). Outputs: results.json and report.md, with
-counts and figures only (no record paths, no patient identifiers).
+`no_estimate` (no indexed study carries that label). Beside the LVH estimate, the clinical voltage
+rules (Sokolow-Lyon, Cornell: e2r.ecg.criteria) are scored on the same ECGs with the same bootstrap
+(`targets.lvh.criteria`). Outputs: results.json and report.md, with counts and figures only (no
+record paths, no patient identifiers).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 
 TARGETS = {"lvh": "p_lvh", "lvef_le45": "p_lvef_le45"}  # label -> the kNN estimate's probability key
 TARGET_NAMES = {"lvh": "LVH", "lvef_le45": "LVEF <= 45 %"}
+# The clinical voltage rules scored beside the kNN P(LVH) (e2r.ecg.criteria)
+CRITERIA_NAMES = {"sokolow_lyon": "Sokolow-Lyon voltage", "cornell": "Cornell voltage"}
 N_BOOTSTRAP = 1000
 CI_LEVEL = 0.95
 
@@ -90,6 +94,29 @@ def rank_auroc(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
 
 
+def criteria_aurocs(labelled: list[tuple[int, str]], n_boot: int = N_BOOTSTRAP, seed: int = 0) -> dict[str, Any]:
+    """The voltage rules' AUROC for LVH on the same ECGs as the kNN vote: Sokolow-Lyon and Cornell
+    voltage (e2r.ecg.criteria, on the record as read, mV) as scores, with the same bootstrap.
+    ECGs where no beat is found are left out and counted (`unmeasured`)."""
+    from e2r.ecg import read_ecg
+    from e2r.ecg.criteria import record_criteria
+
+    ys: list[int] = []
+    scores: dict[str, list[float]] = {name: [] for name in CRITERIA_NAMES}
+    for label, path in labelled:
+        c = record_criteria(read_ecg(path))
+        values = {"sokolow_lyon": c.sokolow_lyon_mv, "cornell": c.cornell_mv}
+        if c.n_beats and all(np.isfinite(v) for v in values.values()):
+            ys.append(label)
+            for name, v in values.items():
+                scores[name].append(v)
+    y = np.array(ys, dtype=np.int64)
+    out: dict[str, Any] = {"unmeasured": len(labelled) - len(ys)}
+    for name, v in scores.items():
+        out[name] = bootstrap_auroc(y, np.array(v, dtype=np.float64), n_boot, seed)
+    return out
+
+
 def _exists(path: str) -> bool:
     p = Path(path)
     return p.is_file() or p.with_name(p.name + ".hea").is_file()
@@ -115,6 +142,7 @@ def score_labelled(searcher: Any, labels: Any, k: Optional[int] = None, n_boot: 
             if len(examples) < 5:
                 examples.append(f"{item.path}: no such record")
     scores: dict[str, list[tuple[int, float]]] = {t: [] for t in TARGETS}
+    lvh_scored: list[tuple[int, str]] = []  # (LVH label, path) of every ECG searched: the criteria's set
     no_estimate: Counter[str] = Counter()
     scored = 0
     # search_many answers every path once, but not in order (failures come first within a batch):
@@ -131,6 +159,8 @@ def score_labelled(searcher: Any, labels: Any, k: Optional[int] = None, n_boot: 
                 examples.append(error)
             continue
         scored += 1
+        if item.lvh is not None:
+            lvh_scored.append((int(item.lvh), item.path))
         for target, key in TARGETS.items():
             label = getattr(item, target)
             if label is None:
@@ -154,6 +184,8 @@ def score_labelled(searcher: Any, labels: Any, k: Optional[int] = None, n_boot: 
         if y.size and entry["auroc"] is not None:
             m = binary_metrics(y, p)
             entry.update({"auprc": m["auprc"], "prevalence": m["prevalence"]})
+        if target == "lvh" and lvh_scored:
+            entry["criteria"] = criteria_aurocs(lvh_scored, n_boot, seed)
         targets[target] = entry
     scorable = [t for t, e in targets.items() if e["auroc"] is not None]
     if not scorable:
@@ -189,6 +221,17 @@ def render_labelled_markdown(res: dict[str, Any]) -> str:
         auprc = f"{t['auprc']:.3f}" if t.get("auprc") is not None else "n/a"
         lines.append(f"| {t['name']} | {auroc} | {ci} | {auprc} | {t['positives']} | {t['negatives']} | "
                      f"{t['no_estimate']} |")
+    crit = res["targets"].get("lvh", {}).get("criteria")
+    if crit:
+        lines += ["", "Beside it, the clinical voltage rules on the same ECGs (no e2r: SV1 + max(RV5, RV6) and "
+                  "RaVL + SV3 in mV on a median beat, e2r.ecg.criteria, the voltage itself as the score; "
+                  f"{crit['unmeasured']} ECGs without a detectable beat left out):", "",
+                  "| LVH score | AUROC | 95 % CI | positives | negatives |", "|---|---|---|---|---|"]
+        for key, name in CRITERIA_NAMES.items():
+            c = crit[key]
+            ci = f"{c['ci_low']:.3f}-{c['ci_high']:.3f}" if c["ci_low"] is not None else "n/a"
+            auroc = f"{c['auroc']:.3f}" if c["auroc"] is not None else "n/a"
+            lines.append(f"| {name} | {auroc} | {ci} | {c['positives']} | {c['negatives']} |")
     for t in res["targets"].values():
         if t.get("note"):
             lines.append(f"\n{t['name']}: {t['note']}.")

@@ -3,6 +3,9 @@
 Arms (../shared/SPEC.md, "Evaluation protocol"):
 
 - `chance`: a random similarity for retrieval, the train split's class priors for classification;
+- `criteria`: the clinical ECG criteria (Sokolow-Lyon, Cornell, QRS duration, LBBB) measured on
+  the raw mV records, one logistic model per target fitted on the train split, and the raw
+  voltage rules (queries.eval.criteria_arm); classification only, deterministic, run once;
 - `random-init`: an untrained Echo2ECG of the same preset (seeded), indexed and searched like a
   trained one;
 - `echo-tower`: the frozen echo tower alone (pretrained on the train split's measurements):
@@ -48,10 +51,12 @@ from queries.eval.aggregate import mean_sd
 
 log = logging.getLogger(__name__)
 
-ARMS = ("chance", "random-init", "echo-tower", "single-view", "mean", "attention", "supervised")
+ARMS = ("chance", "criteria", "random-init", "echo-tower", "single-view", "mean", "attention", "supervised")
 ALIGNMENT_ARMS = ("single-view", "mean", "attention")  # arm name == trainer aggregation mode
+SINGLE_RUN_ARMS = ("criteria",)  # deterministic: one run, not one per seed
 ARM_LABELS = {
     "chance": "Chance",
+    "criteria": "Clinical ECG criteria (no e2r)",
     "random-init": "Random-init Echo2ECG",
     "echo-tower": "Echo tower alone (echo -> echo)",
     "single-view": "Single-view alignment",
@@ -146,11 +151,21 @@ def make_random_bundle(preset: str, seed: int, out_dir: Path) -> Path:
 
 
 class _ECGCache:
-    """Test / train / val ECGs read and preprocessed once per preprocessing setting."""
+    """Test / train / val ECGs read and preprocessed once per preprocessing setting, and their
+    clinical criteria measured once (on the records as read, in mV)."""
 
     def __init__(self, splits: Splits):
         self.splits = splits
         self._cache: dict[str, dict[str, LoadedECGs]] = {}
+        self._criteria: dict[str, list] = {}
+
+    def criteria(self, split: str) -> list:
+        """e2r.ecg.criteria.ECGCriteria (or None) of each ECG of the split, in ecg_rows order."""
+        if split not in self._criteria:
+            from queries.eval.criteria_arm import measure_rows
+
+            self._criteria[split] = measure_rows([r.ecg_path for r in self.splits.ecg_rows(split)])
+        return self._criteria[split]
 
     def get(self, preprocess_cfg: Any) -> dict[str, LoadedECGs]:
         key = repr(preprocess_cfg)
@@ -174,7 +189,7 @@ def run_benchmark(spec: BenchmarkSpec, steps: BenchmarkSteps, say: Callable[[str
     arm_info: dict[str, list[dict[str, Any]]] = {}
     towers = _Towers(spec, steps, say)
     for arm in spec.arms:
-        seeds = (spec.seeds[0],) if arm in spec.models else spec.seeds
+        seeds = (spec.seeds[0],) if arm in spec.models or arm in SINGLE_RUN_ARMS else spec.seeds
         for seed in seeds:
             say(f"[{arm} seed {seed}] start")
             t0 = time.perf_counter()
@@ -222,6 +237,16 @@ def _run_arm(arm: str, seed: int, spec: BenchmarkSpec, steps: BenchmarkSteps, sp
         ev = evaluate_chance([r.study_uid for r in splits.ecg_rows("test")], test_uids,
                              [r.study_uid for r in splits.ecg_rows("train")], splits.phenotypes, sd, settings, seed)
         return ev, {}
+    if arm == "criteria":
+        from queries.eval.criteria_arm import evaluate_criteria
+
+        train_rows, test_rows = splits.ecg_rows("train"), splits.ecg_rows("test")
+        t0 = time.perf_counter()
+        train_c, test_c = ecgs.criteria("train"), ecgs.criteria("test")
+        measure_s = time.perf_counter() - t0
+        ev, info = evaluate_criteria(train_c, [r.study_uid for r in train_rows], test_c,
+                                     [r.study_uid for r in test_rows], splits.phenotypes)
+        return ev, {**info, "measure_s": measure_s}
     if arm == "supervised":
         if steps.train_supervised is None:
             raise ConfigError("the supervised arm needs a train_supervised step")

@@ -34,7 +34,14 @@ METHOD_LABELS = {
     "prior": "class priors of the train split",
     "direct": "direct prediction",
     "echo_knn": "echo kNN (test study -> indexed train/val studies, tower alone)",
+    "logistic": "logistic model on the criteria (LVH: Sokolow-Lyon, Cornell; LVEF<=45: QRS, LBBB), train split",
+    "sokolow_lyon": "Sokolow-Lyon voltage as the LVH score (no fit)",
+    "cornell": "Cornell voltage as the LVH score (no fit)",
 }
+CRITERIA_NOTE = ("Clinical ECG criteria: Sokolow-Lyon, Cornell voltage, QRS duration and LBBB measured by "
+                 "e2r.ecg.criteria on each record as read (mV, a median beat of wfdb XQRS detections), not on "
+                 "the model's input; one logistic model per target fitted on the train ECGs. The criteria "
+                 "give no LVEF class or value (n/a); deterministic, one run (SD 0).")
 SYNTHETIC_NOTE = ("All numbers below are measured on e2r's **synthetic phantom cohort** (simulated ECGs and "
                   "echo videos from one latent heart per patient); they are not patient data and say nothing "
                   "about clinical performance.")
@@ -191,6 +198,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
               f"protocol: kNN k={settings['paper_k']} (cosine, uniform vote) over the ECG embeddings of the "
               "labelled train ECGs. LVEF classes: reduced < 40 %, mildly reduced 40-49 %, preserved >= 50 %; "
               "LVH: max(IVSd, LVPWd) >= 13 mm. AUROC/AUPRC are macro over the LVEF classes present.", ""]
+    if "criteria" in arms:
+        lines += [CRITERIA_NOTE, ""]
     rows = []
     for a in arms:
         for method, block in (lookup(arms[a], ("mean_sd", "classification")) or {}).items():
