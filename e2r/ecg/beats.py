@@ -18,22 +18,39 @@ from scipy import signal as sps
 _DETECT_LEADS = (1, 10, 0, 7, 5)
 PRE_S = 0.3    # the median beat's fiducial sits this far into the window
 POST_S = 0.45  # and the window runs this long after it
+DETECT_MAX_FS = 500.0  # Hz: the highest rate XQRS detects at (see detect_beats)
 
 
 def detect_beats(x: np.ndarray, fs: float) -> np.ndarray:
-    """R-peak sample indices: wfdb's XQRS on lead II, else on the lead where it finds most beats."""
+    """R-peak sample indices: wfdb's XQRS on lead II, else on the lead where it finds most beats.
+
+    Above DETECT_MAX_FS the detector runs on a copy resampled to DETECT_MAX_FS and its indices are
+    scaled back (median_beat then aligns each beat on the full-rate signal): at 1000 Hz XQRS found
+    no beat at all in 39 of 150 phantom records that it read at 500 Hz without a miss."""
     from wfdb import processing
 
+    det_x, det_fs, step = x, fs, 1.0
+    if fs > DETECT_MAX_FS:
+        up, down = _ratio(DETECT_MAX_FS, fs)
+        det_x, det_fs, step = sps.resample_poly(x, up, down, axis=1), fs * up / down, down / up
     best = np.zeros(0, dtype=int)
     for lead in _DETECT_LEADS:
-        det = processing.XQRS(sig=x[lead], fs=fs)
+        det = processing.XQRS(sig=det_x[lead], fs=det_fs)
         det.detect(verbose=False)
-        found = np.asarray(det.qrs_inds, dtype=int)
+        found = np.round(np.asarray(det.qrs_inds, dtype=float) * step).astype(int)
         if len(found) > len(best):
             best = found
         if len(found) >= 4 and 0.3 < np.median(np.diff(found)) / fs < 2.0:
             return found
     return best
+
+
+def _ratio(target: float, fs: float) -> tuple[int, int]:
+    """(up, down), small integers with fs * up / down close to target (resample_poly's factors)."""
+    from fractions import Fraction
+
+    frac = Fraction(target / fs).limit_denominator(100)
+    return frac.numerator, frac.denominator
 
 
 def _bandpass(sig: np.ndarray, fs: float, high_hz: float) -> np.ndarray:
