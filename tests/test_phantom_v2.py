@@ -59,6 +59,30 @@ def test_v2_latent_is_self_consistent_and_repeats_keep_the_wall_motion() -> None
         assert abs(again.lvef - base.lvef) < 15
 
 
+def test_v2_shape_traits_follow_their_evidence_and_version_1_has_none() -> None:
+    """latent_v2's shape traits: the LA's AP diameter tracks its volume about as loosely as on CT
+    (Mahabadi 2010, r = 0.67); the PSAX RV and the PLAX/PSAX LV diameter vary on their own; a repeat
+    keeps the heart's traits and draws a new apical window; version 1 exams carry none."""
+    from e2r.phantom import latent
+
+    rng = np.random.default_rng(1)
+    exams = [latent_v2.draw_baseline_exam(rng) for _ in range(2000)]
+    la = np.array([e.la_volume for e in exams])
+    la_d = (6 * la / (np.pi * 1.3)) ** (1 / 3)
+    r_ap = np.corrcoef(la_d * np.array([e.la_ap_ratio for e in exams]), la)[0, 1]
+    assert 0.6 < r_ap < 0.8
+    assert 0.1 < np.log([e.rv_psax_ratio for e in exams]).std() < 0.2
+    assert 0.04 < np.log([e.lv_linear_ratio for e in exams]).std() < 0.1
+    windows = [e.apical_foreshortening for e in exams]
+    assert 0.0 <= min(windows) and max(windows) <= latent_v2.APICAL_WINDOW[1]
+    again = latent_v2.draw_repeat_exam(rng, exams[0], 100)
+    assert (again.la_ap_ratio, again.rv_psax_ratio, again.lv_linear_ratio) == (
+        exams[0].la_ap_ratio, exams[0].rv_psax_ratio, exams[0].lv_linear_ratio)
+    assert again.apical_foreshortening != exams[0].apical_foreshortening
+    v1 = latent.draw_baseline_exam(np.random.default_rng(1))
+    assert (v1.la_ap_ratio, v1.rv_psax_ratio, v1.lv_linear_ratio, v1.apical_foreshortening) == (1.0, 1.0, 1.0, None)
+
+
 def test_infarct_order_covers_each_territory() -> None:
     assert {t: sorted(o) for t, o in latent_v2.INFARCT_ORDER.items()} == {
         t: sorted(s) for t, s in TERRITORY_SEGMENTS.items()}

@@ -35,6 +35,14 @@ eject exactly exam.lvef; the rest of the table holds. What changes per view:
 |      | inferolateral (bottom); apex out of the view  |                     | these four segments      |
 | PSAX | the six mid segments around the ring          | LAD, LCx, RCA       | cavity area change       |
 
+Version 2 also gives each view only what it sees of the heart's shape (latent_v2's shape traits):
+the apical views show the whole LV contour and the LA's medial-lateral and superior-inferior axes
+(A2C a cut ~60 degrees round, between the medial-lateral and anteroposterior axes), with a depth
+that takes in the atria; PLAX and PSAX cut the LV at one level (their diameter is the volume's
+only through the heart's lv_linear_ratio, and each clip's plane falls a little differently); PLAX
+shows the LA's anteroposterior diameter only; PSAX's RV crescent has its own shape
+(rv_psax_ratio); the apical foreshortening is the study's apical window.
+
 Clip quality: "off_axis" (probe off its window: heart tilted and displaced, apical LV further
 foreshortened and cut off-centre, PLAX narrowed, PSAX ring stretched); "poor" (a sector of beams
 dropped out, gain 6-12 dB low, a noise floor).
@@ -57,6 +65,23 @@ VIEWS = ("A4C", "A2C", "PLAX", "PSAX")
 # probe further off its window); "poor", low gain, heavy noise and a wall sector dropped out.
 QUALITIES = ("good", "off_axis", "poor")
 FRAME_RATES = (25.0, 30.0, 40.0, 50.0)
+
+# Version 2 apical depth: the standard apical views show all four chambers, with the depth set a
+# few centimetres beyond the atria (Rasmussen, echocardiographyskills.com, "The apical 4-chamber
+# view"; the LA volume is traced in the apical views, ASE 2015). Version 1's 13-16 cm cut the far
+# LA wall off in nearly every clip (the phantom's LA far wall lies at ~15.7-18.7 cm, 5th-95th
+# percentile); version 2 adds this to the same draw (16.5-19.5 cm).
+_V2_APICAL_EXTRA_DEPTH_CM = 3.5
+# Version 2 parasternal cuts, per clip: PLAX's plane misses the LV's long axis by up to this
+# (a chord, not the diameter); PSAX cuts the LV up to this far above or below the mid-papillary
+# level (ASE 2015 places the linear measurement at the mitral leaflet tips and the short-axis view
+# at the papillary level; where the plane falls varies between clips and observers). Phantom's
+# choice of size.
+_PLAX_OFFSET_CM = 0.5
+_PSAX_LEVEL_CM = 1.0
+# The A2C plane lies about 60 degrees from the A4C one (LA volume from the 2- and 4-chamber views,
+# "which lie approximately in 60 degrees angle to one another": BMC Med Imaging 2021, s12880-021-00701-5).
+_A2C_FROM_A4C = np.deg2rad(60.0)
 
 # Reflectivity (linear amplitude, 1 = brightest) of the drawn tissues.
 _BLOOD, _TISSUE, _MYO, _BRIGHT = 0.01, 0.04, 0.4, 1.0
@@ -208,6 +233,8 @@ def render_view(exam: Exam, view: str, rng: np.random.Generator, size: int = 128
     fps = float(fps or rng.choice(FRAME_RATES))
     apical = view in ("A4C", "A2C")
     depth = float(rng.uniform(13.0, 16.0) if apical else rng.uniform(11.5, 15.0))
+    if regional and apical:
+        depth += _V2_APICAL_EXTRA_DEPTH_CM
     half_angle = np.deg2rad(rng.uniform(41, 46) if apical else rng.uniform(35, 42))
     tilt = np.deg2rad(rng.normal(0, 6))
     shift = (float(rng.normal(0, 0.5)), float(rng.normal(0, 0.4)))
@@ -268,28 +295,54 @@ def _draw_regional(cv: _Canvas, view: str, exam: Exam, rng, near, contraction, l
     scores = exam.wall_motion or (NORMAL,) * len(SEGMENTS)
     q = echo_walls.normal_segment_ratio(scores, exam.lvef)
     d_ed, ivs, pw = float(diam[0]), exam.ivsd / 10, exam.lvpwd / 10
+    # The LA's shape (latent_v2's la_ap_ratio): the volume-equivalent diameter la_d split into an
+    # anteroposterior axis (PLAX) and medial-lateral and superior-inferior axes (apical views) of
+    # the same volume; the A2C plane, ~60 degrees from the A4C one, cuts between the ML and AP axes.
+    la_ap = la_d * exam.la_ap_ratio
+    la_ml = la_d / np.sqrt(exam.la_ap_ratio)
     if view in ("A4C", "A2C"):
-        widening, fore = echo_walls.apical_bias(exam.lvedv, scores, rng, off_axis=off_axis)
+        widening, fore = echo_walls.apical_bias(exam.lvedv, scores, rng, off_axis=off_axis,
+                                                window=exam.apical_foreshortening)
         oblique = float(rng.uniform(0.8, 0.95)) if off_axis else 1.0
         lv = echo_walls.apical_contours(scores, view, q, l_ed, d_ed, contraction, ivs, pw,
                                         widening_cm=widening, foreshortening=fore, oblique=oblique)
+        if view == "A4C":
+            la_w = la_ml
+        else:
+            c, s = np.cos(_A2C_FROM_A4C), np.sin(_A2C_FROM_A4C)
+            la_w = la_ml * la_ap / np.sqrt((la_ap * c) ** 2 + (la_ml * s) ** 2)
         _draw_apical(cv, view, exam, rng, near, lv.length, lv.width, h_ivs, h_pw, la_d, rv_w,
-                     float(lv.length[0]), lv=lv)
-    elif view == "PLAX":
+                     float(lv.length[0]), lv=lv, la_w=la_w, la_len=la_ml)
+        return
+    # PLAX and PSAX cut the LV at one level, where its diameter differs from the volume-equivalent
+    # one by the heart's lv_linear_ratio (latent_v2), and each clip's plane falls a little
+    # differently (_PLAX_OFFSET_CM, _PSAX_LEVEL_CM). The plane comes from a stream jumped ahead of
+    # the clip's (the clip's own stream is not advanced), so its other acquisition draws stay
+    # those it had without the plane.
+    plane = np.random.Generator(rng.bit_generator.jumped())
+    if view == "PLAX":
+        offset = float(plane.uniform(0.0, _PLAX_OFFSET_CM))
+        cut = exam.lv_linear_ratio * np.sqrt(max(0.5, 1.0 - (2 * offset / d_ed) ** 2))
         oblique = float(rng.uniform(0.75, 0.92)) if off_axis else 1.0
-        lv = echo_walls.plax_contours(scores, q, l_ed / 2 + 0.6, d_ed, contraction, ivs, pw, oblique=oblique)
-        _draw_plax(cv, rng, near, np.full_like(diam, l_ed), diam, h_ivs, h_pw, la_d, contraction, lv=lv)
+        lv = echo_walls.plax_contours(scores, q, l_ed / 2 + 0.6, d_ed * cut, contraction, ivs, pw, oblique=oblique)
+        _draw_plax(cv, rng, near, np.full_like(diam, l_ed), diam * cut, h_ivs, h_pw, la_ap, contraction, lv=lv)
     else:
+        level = float(plane.uniform(-_PSAX_LEVEL_CM, _PSAX_LEVEL_CM))
+        cut = exam.lv_linear_ratio * np.sqrt(max(0.5, 1.0 - (2 * level / l_ed) ** 2))
         oblique = float(rng.uniform(1.15, 1.35)) if off_axis else 1.0
-        lv = echo_walls.psax_contours(scores, q, d_ed, contraction, ivs, pw, oblique=oblique)
-        _draw_psax(cv, rng, near, diam, h_ivs, h_pw, rv_w, lv=lv)
+        lv = echo_walls.psax_contours(scores, q, d_ed * cut, contraction, ivs, pw, oblique=oblique)
+        # The RV crescent: its own shape against the A4C basal diameter (latent_v2's rv_psax_ratio).
+        _draw_psax(cv, rng, near, diam * cut, h_ivs, h_pw, rv_w * exam.rv_psax_ratio, lv=lv)
 
 
 def _draw_apical(cv: _Canvas, view: str, exam: Exam, rng, near, length, diam, h_ivs, h_pw,
-                 la_d, rv_w, l_ed, lv: LVContours | None = None) -> None:
+                 la_d, rv_w, l_ed, lv: LVContours | None = None, la_w=None, la_len=None) -> None:
     """A4C: apex at the top, LV down and to the right of the septum, RV left, atria below.
     A2C: LV axis near vertical, LA below, no RV. Shapes follow the LV long axis (angle theta).
-    With `lv` (version 2) the LV myocardium and cavity are its contours."""
+    With `lv` (version 2) the LV myocardium and cavity are its contours; la_w / la_len (version 2)
+    are the LA's width in this plane and its superior-inferior extent / 1.3 (default la_d)."""
+    la_w = la_d if la_w is None else la_w
+    la_len = la_d if la_len is None else la_len
     theta = np.deg2rad(rng.normal(10, 3) if view == "A4C" else rng.normal(3, 3))
     ux, uy = np.sin(theta), np.cos(theta)               # apex -> base
     nx, ny = np.cos(theta), -np.sin(theta)              # septum -> lateral wall
@@ -322,9 +375,9 @@ def _draw_apical(cv: _Canvas, view: str, exam: Exam, rng, near, length, diam, h_
         cv.ellipse(*out_c, out_a, length / 2 + h_apex, _MYO, angle=ang)
     else:
         cv.contour(*lv_c, lv.epi_across, lv.epi_along, _MYO, angle=ang)
-    la_c = at(length + 0.45 + 0.65 * la_d, 0.15)
-    cv.ellipse(*la_c, la_d / 2 + 0.25, 0.65 * la_d + 0.25, _MYO, angle=ang)
-    cv.ellipse(*la_c, la_d / 2, 0.65 * la_d, _BLOOD, angle=ang)
+    la_c = at(length + 0.45 + 0.65 * la_len, 0.15)
+    cv.ellipse(*la_c, la_w / 2 + 0.25, 0.65 * la_len + 0.25, _MYO, angle=ang)
+    cv.ellipse(*la_c, la_w / 2, 0.65 * la_len, _BLOOD, angle=ang)
     if view == "A4C":
         cv.ellipse(*rv_c, rv_w / 2, rv_len / 2, _BLOOD, angle=ang)
     if lv is None:

@@ -23,7 +23,8 @@ amplified in dilated hearts with abnormal shape", PubMed 9717017). The abstract 
 direction, not the size; the sizes below are the phantom's choice: the apical planes cut the LV
 along a chord wider than its mean cross-section by APICAL_WIDENING_CM (an absolute amount, so the
 smaller end-systolic section gains relatively more: volumes +10-30 %, EF 1-3 points lower) and
-foreshorten the long axis by a per-clip fraction, both growing with LV dilation and the WMSI.
+foreshorten the long axis by a fraction (the study's apical window in version 2 cohorts), both
+growing with LV dilation and the WMSI.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ _N_POINTS = 73            # contour points
 # Apical single-plane bias (phantom's choice within DEFIANT-II's direction, see module docstring).
 APICAL_WIDENING_CM = (0.12, 0.25, 0.15)   # base, per unit of dilation, per WMSI point above 1
 APICAL_FORESHORTENING = (0.0, 0.08, 0.06)  # uniform low, high, + per unit of dilation
+APICAL_WINDOW_JITTER = 0.01                # per-clip change of a study's foreshortening (same window)
 OFF_AXIS_FORESHORTENING = (0.08, 0.2)      # extra fraction of the long axis lost in an off-axis clip
 NORMAL_EDV_ML = 130.0                      # dilation = max(0, lvedv / this - 1)
 
@@ -193,14 +195,22 @@ def psax_contours(scores: Sequence[int], q: float, d_ed: float, contraction: np.
 
 
 def apical_bias(lvedv: float, scores: Sequence[int], rng: np.random.Generator,
-                off_axis: bool = False) -> tuple[float, float]:
-    """Per-clip (widening_cm, foreshortening) of an apical view (module docstring)."""
+                off_axis: bool = False, window: float | None = None) -> tuple[float, float]:
+    """Per-clip (widening_cm, foreshortening) of an apical view (module docstring).
+
+    window: the study's apical foreshortening (Exam.apical_foreshortening, latent_v2): the
+    foreshortening comes from the intercostal space the apex is imaged from, so the study's apical
+    clips share it and only APICAL_WINDOW_JITTER varies per clip; None draws it per clip."""
     dilation = max(0.0, lvedv / NORMAL_EDV_ML - 1.0)
     distortion = float(np.mean(scores)) - 1.0 if len(scores) else 0.0
     base, per_dil, per_wmsi = APICAL_WIDENING_CM
     widening = max(0.0, base + per_dil * dilation + per_wmsi * distortion + float(rng.normal(0, 0.03)))
     lo, hi, f_dil = APICAL_FORESHORTENING
-    fore = float(rng.uniform(lo, hi)) + f_dil * dilation
+    if window is None:
+        fore = float(rng.uniform(lo, hi)) + f_dil * dilation
+    else:
+        jitter = float(rng.uniform(-APICAL_WINDOW_JITTER, APICAL_WINDOW_JITTER))
+        fore = max(0.0, window + jitter) + f_dil * dilation
     if off_axis:
         fore += float(rng.uniform(*OFF_AXIS_FORESHORTENING))
     return widening, min(fore, 0.4)

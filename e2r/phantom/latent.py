@@ -42,6 +42,12 @@ class Exam:
     # e2r.phantom.regional.SEGMENTS order, and the territory label of phenotypes.csv.
     wall_motion: tuple[int, ...] = ()
     territory: str = ""
+    # Generator version 2 only (1.0 / None in version 1, which never reads them): shape traits
+    # that only some views show (latent_v2 draws them and cites the evidence).
+    lv_linear_ratio: float = 1.0    # LV short-axis diameter at the PLAX/PSAX level / volume-equivalent diameter
+    la_ap_ratio: float = 1.0        # LA anteroposterior diameter / volume-equivalent diameter
+    rv_psax_ratio: float = 1.0      # PSAX RV crescent width / A4C basal RV diameter (relative)
+    apical_foreshortening: float | None = None  # this study's apical window: fraction of the LV long axis lost
 
     @property
     def lvh(self) -> bool:

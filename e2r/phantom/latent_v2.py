@@ -28,6 +28,36 @@ Prevalences (a hospital echo lab's adult cohort; the phantom's choices within th
 - Dyskinesia in 10.8 % of 6,232 patients after an infarct (TRACE, Heart 2002;87:410).
 - Intrinsic normal EF: ASE 2015 normal LVEF 62 +- 5 % (men) and 64 +- 5 % (women) (Lang et al.,
   J Am Soc Echocardiogr 2015;28:1-39, Table 4).
+
+Shape traits that only some views show (hidden fields of the Exam; e2r.phantom.echo_synth draws
+them; none changes a phenotype):
+- lv_linear_ratio: the LV diameter at the one level PLAX and PSAX cut, over the diameter of the
+  ellipsoid of the same volume and length (what the apical views trace whole). In 852 healthy
+  Framingham Offspring adults (CMR), the linear sphericity (EDD / 4-chamber length) and the
+  volumetric one (EDV / sphere of that length) correlate only r = 0.86 in men, 0.855 in women
+  (abstract P140, "Linear versus volumetric measures of left ventricular sphericity: concordance
+  and normal reference values", Framingham Offspring, 1,794 adults); with the
+  phantom's sphericity spread (SD of log ~0.08) that leaves a local-diameter factor of SD ~0.05
+  (r = s / sqrt(s^2 + e^2)). Larger in distorted ventricles: linear methods assume a fixed geometry
+  that fails with regional wall-motion abnormalities (ASE 2015, Lang et al., section on LV
+  volumes: linear methods are not recommended for volumes), so the SD grows with the WMSI.
+- la_ap_ratio: the LA anteroposterior diameter (the one PLAX shows) over the volume-equivalent
+  diameter. The LA is bounded by sternum and spine, so it enlarges mostly superior-inferiorly and
+  medial-laterally and the AP diameter underestimates its size (ASE 2015, LA section); on CT the AP
+  diameter correlates with the 3D LA volume r = 0.67 (Mahabadi et al., J Cardiovasc Comput Tomogr
+  2010;4:49-54, PMC2825157). Chosen: AP grows as volume^0.23 instead of ^0.33, log SD 0.06, which
+  gives r ~0.70 on the phantom's LA volumes; the other two axes take the rest of the volume.
+- rv_psax_ratio: the RV's short-axis crescent, which PSAX shows, against the basal diameter of the
+  A4C. The RV wraps the LV as a crescent with separate inflow and outflow; on cine MRI its shape is
+  far more variable on axial (cross-sectional) images than on the four-chamber plane (wedge / box
+  / round 17 / 43 / 23 % against 63 / 20 / 0 %; J Comput Assist Tomogr 2005;29:725-33, PubMed
+  16272840), and no 2D view shows the whole RV (Ostenfeld & Flachskampf, Echo Res Pract 2015,
+  PMC4676454). Chosen: an independent log SD 0.15 (the evidence gives the direction, not the size).
+- apical_foreshortening: the study's apical window. Foreshortening comes from the intercostal
+  space the apex is imaged from (moving one space down restores the true apex: Rasmussen,
+  echocardiographyskills.com, "Avoiding a foreshortened / truncated apical view", a 7 cm apex seen
+  as 6 cm), so it is shared by the study's apical clips: drawn per exam over version 2's former
+  per-clip range (0-8 % of the long axis), with a small per-clip jitter in echo_walls.apical_bias.
 """
 
 from __future__ import annotations
@@ -63,6 +93,13 @@ INTRINSIC_EF_RANGE = (52.0, 76.0)
 MIN_EXCURSION = 0.2           # no heart below ~10 % EF: the worst scores are eased until it holds
 MIN_GLOBAL_ABNORMAL = 8       # diffuse: at least about half of the segments hypokinetic
 P_WALL_MOTION_CHANGE = 0.15   # a repeat exam re-grades one abnormal segment by one step
+# Shape traits (module docstring).
+LV_LINEAR_SD = 0.05           # log SD of lv_linear_ratio at WMSI 1; x (1 + WMSI - 1) above
+LA_AP_EXPONENT = -0.10        # la_ap_ratio ~ (LA volume / LA_REF_ML) ** this: AP grows as V^0.23
+LA_REF_ML = 50.0
+LA_AP_SD = 0.06
+RV_PSAX_SD = 0.15
+APICAL_WINDOW = (0.0, 0.08)   # a study's apical foreshortening, fraction of the long axis
 
 # Order in which an infarct involves its territory's segments, from the core outwards (0-based
 # SEGMENTS indices): every occlusion of an artery involves its distal (downstream) bed, only a
@@ -146,7 +183,14 @@ def draw_baseline_exam(rng: np.random.Generator) -> Exam:
     intrinsic = float(np.clip(rng.normal(INTRINSIC_EF[sex], INTRINSIC_EF_SD), *INTRINSIC_EF_RANGE))
     lvef = intrinsic * mean_excursion(scores)
     exam = latent.heart_given_lvef(rng, sex, age, lvef)
-    return replace(exam, wall_motion=tuple(scores), territory=territory)
+    distortion = float(np.mean(scores)) - 1.0
+    return replace(
+        exam, wall_motion=tuple(scores), territory=territory,
+        lv_linear_ratio=float(np.exp(rng.normal(0.0, LV_LINEAR_SD * (1.0 + distortion)))),
+        la_ap_ratio=float((exam.la_volume / LA_REF_ML) ** LA_AP_EXPONENT * np.exp(rng.normal(0.0, LA_AP_SD))),
+        rv_psax_ratio=float(np.exp(rng.normal(0.0, RV_PSAX_SD))),
+        apical_foreshortening=float(rng.uniform(*APICAL_WINDOW)),
+    )
 
 
 def draw_repeat_exam(rng: np.random.Generator, base: Exam, days: int) -> Exam:
@@ -163,4 +207,6 @@ def draw_repeat_exam(rng: np.random.Generator, base: Exam, days: int) -> Exam:
     intrinsic = float(np.clip(intrinsic + rng.normal(0, 3.0), *INTRINSIC_EF_RANGE))
     exam = latent.draw_repeat_exam(rng, base, days)
     lvef = intrinsic * mean_excursion(scores)
-    return replace(exam, lvef=lvef, lvesv=exam.lvedv * (1 - lvef / 100), wall_motion=tuple(scores))
+    # A new study, a new apical window; the shape traits stay the heart's.
+    return replace(exam, lvef=lvef, lvesv=exam.lvedv * (1 - lvef / 100), wall_motion=tuple(scores),
+                   apical_foreshortening=float(rng.uniform(*APICAL_WINDOW)))
