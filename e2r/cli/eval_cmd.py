@@ -38,9 +38,11 @@ def eval_command(
     group_by: str = GroupByOpt,
     ecg_labels: Optional[Path] = typer.Option(None, "--ecg-labels", help="Labelled ECGs without echo, scored against the index of --collection: PTB-XL's ptbxl_database.csv, a folder of CinC 2021 records (# Dx), or a CSV ecg_path,label[,lvef_le45]."),
     labels_format: Optional[str] = typer.Option(None, "--labels-format", help="Format of --ecg-labels: ptbxl, cinc or csv (default: detected)."),
-    folds: str = typer.Option("10", "--folds", help="PTB-XL strat_fold values to score, comma-separated, or 'all' (default 10, its test fold)."),
+    folds: Optional[str] = typer.Option(None, "--folds", help="PTB-XL strat_fold values to score with --protocol cross-modal, comma-separated, or 'all' (default 10, its test fold)."),
+    protocol: str = typer.Option("cross-modal", "--protocol", help="--ecg-labels protocol: cross-modal (the kNN vote through the echo index of --collection), knn (k = 5, cosine, over the frozen --model's embeddings of the training ECGs) or linear (logistic regression, C chosen on validation). Probe splits: PTB-XL strat_fold 1-8 train / 9 val / 10 test; others a seeded stratified 60/20/20 split, patient-disjoint where patient ids exist; repeated stratified 5-fold x 5 when the test part has fewer than 10 positives or negatives."),
+    features: str = typer.Option("embedding", "--features", help="Vectors of --protocol knn|linear: embedding (the L2-normalised shared ECG-echo space e2r search uses) or features (the encoder's pooled output before the projection head)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the AUROC CI of --ecg-labels (seed 0)."),
-    k: Optional[int] = typer.Option(None, "--k", help="Labelled neighbours that vote in --ecg-labels (default: the benchmark's 20)."),
+    k: Optional[int] = typer.Option(None, "--k", help="Labelled neighbours that vote in --ecg-labels (default: the benchmark's 20; --protocol knn: 5)."),
     collection: str = CollectionOpt,
     out: Path = typer.Option(Path("results"), "--out", help="Folder for results.json, report.md and the plots."),
     data_dir: Optional[Path] = DataDirOpt,
@@ -60,15 +62,25 @@ def eval_command(
     - `--model M --pairs P.csv` reports the same metrics for your model on your data's test split.
     - `--ecg-labels LABELS` scores the kNN P(LVH) (and P(LVEF<=45) where labelled) of an index
       (`--collection`, `--data-dir` / `--qdrant-url`, as `e2r search`) on labelled ECGs without
-      echo: AUROC with a bootstrap CI, positives/negatives, skipped ECGs by reason.
+      echo: AUROC with a bootstrap CI, positives/negatives, skipped ECGs by reason. With
+      `--protocol knn|linear --model M` it instead fits a probe on the frozen ECG embeddings of
+      the labelled training ECGs and scores it on ECGs it never saw (LVH, PTB-XL's MI vs NORM).
     """
     from e2r.errors import ConfigError
 
     if ecg_labels is not None:
         if benchmark or pairs is not None:
             raise ConfigError("--ecg-labels scores an existing index; drop --benchmark / --pairs")
-        return _eval_labels(ecg_labels, labels_format, folds, bootstrap, k, model, collection, out, data_dir,
+        if protocol not in ("cross-modal", "knn", "linear"):
+            raise ConfigError(f"--protocol {protocol}: choose one of cross-modal, knn, linear")
+        if protocol != "cross-modal":
+            return _eval_probe(ecg_labels, labels_format, folds, protocol, features, bootstrap, k, model, out, as_json)
+        if features != "embedding":
+            raise ConfigError("--features belongs to --protocol knn|linear; drop it for cross-modal")
+        return _eval_labels(ecg_labels, labels_format, folds or "10", bootstrap, k, model, collection, out, data_dir,
                             qdrant_url, api_key, as_json)
+    if protocol != "cross-modal":
+        raise ConfigError("--protocol belongs to --ecg-labels; drop it")
     if benchmark == (model is not None):
         raise ConfigError("choose one: --benchmark (phantom cohort, every arm) or --model MODEL_DIR --pairs PAIRS.csv")
     for flag, value in (("--seeds", seeds), ("--patients", patients), ("--epochs", epochs)):
@@ -135,6 +147,49 @@ def _eval_labels(labels_path: Path, fmt: Optional[str], folds: str, n_boot: int,
     e = res["ecgs"]
     skipped = ", ".join(f"{r} {n}" for r, n in sorted(e["skipped"].items())) or "none"
     typer.echo(f"\n{e['scored']} of {e['listed']} ECGs scored (skipped: {skipped}); "
+               f"written: {', '.join(result.out_files)}")
+
+
+def _eval_probe(labels_path: Path, fmt: Optional[str], folds: Optional[str], protocol: str, features: str,
+                n_boot: int, k: Optional[int], model: Optional[Path], out: Path, as_json: bool) -> None:
+    """`e2r eval --ecg-labels --protocol knn|linear`: embed the labelled ECGs, fit and score the probe."""
+    from e2r.datasets.ecg_labels import LABEL_FORMATS, read_ecg_labels
+    from e2r.embed import ARRAYS
+    from e2r.errors import ConfigError
+    from queries.eval.probes import KNN_K, run_probe_eval
+
+    if fmt is not None and fmt not in LABEL_FORMATS:
+        raise ConfigError(f"--labels-format {fmt}: choose one of {', '.join(LABEL_FORMATS)}")
+    if model is None:
+        raise ConfigError(f"--protocol {protocol} embeds the ECGs with a frozen encoder: give --model MODEL_DIR")
+    if folds is not None:
+        raise ConfigError(f"--folds belongs to --protocol cross-modal; --protocol {protocol} splits PTB-XL by "
+                          "strat_fold itself (1-8 train, 9 validation, 10 test)")
+    if features not in ARRAYS:
+        raise ConfigError(f"--features {features}: choose one of {', '.join(ARRAYS)}")
+    if n_boot < 1 or (k is not None and k < 1):
+        raise ConfigError(f"--bootstrap {n_boot} / --k {k}: must be at least 1")
+    if k is not None and protocol == "linear":
+        raise ConfigError("--k belongs to --protocol knn (or cross-modal); drop it for linear")
+    from e2r.bundle import load_model
+
+    labels = read_ecg_labels(labels_path, fmt, None)
+    say = (lambda msg: None) if as_json else (lambda msg: typer.echo(msg, err=True))
+    result = run_probe_eval(labels, load_model(model), out, protocol, features, k or KNN_K, n_boot,
+                            progress=not as_json, say=say)
+    res = result.results
+    if as_json:
+        print_json({**res, "out_files": result.out_files})
+        return
+    from queries.eval.probes import table_rows
+
+    print_table(table_rows(res))
+    for t in res["targets"].values():
+        if t.get("note"):
+            typer.echo(f"{t['name']}: {t['note']}")
+    e = res["ecgs"]
+    skipped = ", ".join(f"{r} {n}" for r, n in sorted(e["skipped"].items())) or "none"
+    typer.echo(f"\n{protocol} probe on `{features}`; {e['scored']} of {e['listed']} ECGs embedded (skipped: {skipped}); "
                f"written: {', '.join(result.out_files)}")
 
 

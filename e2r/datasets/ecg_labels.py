@@ -7,14 +7,19 @@ Three layouts, auto-detected by `detect_labels_format` (or named with `--labels-
   string, whatever its likelihood (as PTB-XL's own benchmark reads statements; `VCLVH`, voltage
   criteria alone, is a form statement and not counted). Records are `filename_hr` (500 Hz) when
   its header exists, else `filename_lr` (100 Hz), relative to the CSV's folder. `strat_fold`
-  selects the folds (default 10, PTB-XL's test fold). No LVEF.
+  selects the folds (default 10, PTB-XL's test fold). No LVEF. MI (for the probes, scored against
+  NORM): 1 when a statement of scp_statements.csv's diagnostic_class "MI" is among the keys (the
+  file beside the CSV, else PTB-XL 1.0.3's 14 MI codes), 0 for NORM without one, else unlabelled.
+  Each item also carries its `strat_fold` and `patient_id` (as `group`) for the probes' splits.
 - `cinc`: a folder (searched recursively) of PhysioNet/CinC 2021 WFDB records whose header has a
   `# Dx:` line of SNOMED-CT codes; LVH = 164873001 or 55827005. A header without `# Dx` is skipped.
-- `csv`: a plain CSV `ecg_path,label` (label = LVH, 0/1) with an optional `lvef_le45` column (0/1);
-  paths relative to the CSV's folder; an empty cell means "not labelled" for that target.
+- `csv`: a plain CSV `ecg_path,label` (label = LVH, 0/1) with an optional `lvef_le45` column (0/1)
+  and an optional `patient_id` (kept as `group`: probe splits are then patient-disjoint); paths
+  relative to the CSV's folder; an empty cell means "not labelled" for that target.
 
 Every reader returns a `LabelSet`; bad rows are counted by reason and reported by line, never raised.
-Only record paths and labels are kept: PTB-XL's patient_id and demographics are not read.
+Only record paths, labels, folds and patient ids are kept (demographics are not read); the patient
+id only groups the probes' splits and is never written to an output.
 """
 
 from __future__ import annotations
@@ -37,6 +42,10 @@ LABEL_FORMATS = ("ptbxl", "cinc", "csv")
 PTBXL_LVH = "LVH"
 PTBXL_TEST_FOLD = 10
 PTBXL_COLUMNS = ("ecg_id", "scp_codes", "strat_fold", "filename_lr", "filename_hr")
+# PTB-XL 1.0.3's statements of diagnostic_class MI (scp_statements.csv), used when that file is absent
+PTBXL_MI = frozenset({"IMI", "ASMI", "ILMI", "AMI", "ALMI", "INJAS", "LMI", "INJAL", "IPLMI", "IPMI", "INJIN",
+                      "INJLA", "PMI", "INJIL"})
+PTBXL_NORM = "NORM"
 CINC_LVH = frozenset({"164873001", "55827005"})  # SNOMED-CT: LVH; LVH by voltage criteria / ECG
 _DX = re.compile(r"^#\s*dx\s*:\s*(.*)$", re.IGNORECASE)
 _TRUE = {"1", "1.0", "true", "yes", "y", "t"}
@@ -51,6 +60,9 @@ class LabelledECG:
     key: str                   # ecg_id / record name / CSV line: no patient identifier
     lvh: Optional[int] = None
     lvef_le45: Optional[int] = None
+    mi: Optional[int] = None         # PTB-XL: MI statement 1, NORM without one 0 (probes only)
+    fold: Optional[int] = None       # PTB-XL's strat_fold
+    group: Optional[str] = None      # patient id: keeps probe splits patient-disjoint; never written out
 
 
 @dataclass(frozen=True)
@@ -106,6 +118,7 @@ def read_ptbxl(csv_path: str | Path, folds: Optional[Sequence[int]] = (PTBXL_TES
     items: list[LabelledECG] = []
     skipped: Counter[str] = Counter()
     errors: list[str] = []
+    mi_codes = ptbxl_mi_codes(root / "scp_statements.csv")
     for line, row in _rows(csv_path, PTBXL_COLUMNS, "PTB-XL's ptbxl_database.csv"):
         try:
             fold = int(float(row.get("strat_fold", "")))
@@ -127,10 +140,27 @@ def read_ptbxl(csv_path: str | Path, folds: Optional[Sequence[int]] = (PTBXL_TES
         if name is None:
             _bad(errors, skipped, "bad_row", f"{csv_path}:{line}: no filename_hr / filename_lr")
             continue
-        items.append(LabelledECG(str(root / name), f"ecg_id {row.get('ecg_id', '')}", int(PTBXL_LVH in codes)))
+        mi = 1 if codes.keys() & mi_codes else 0 if PTBXL_NORM in codes else None
+        items.append(LabelledECG(str(root / name), f"ecg_id {row.get('ecg_id', '')}", int(PTBXL_LVH in codes),
+                                 mi=mi, fold=fold, group=(row.get("patient_id") or "").strip() or None))
     notes = (f"strat_fold {', '.join(map(str, sorted(wanted)))} evaluated" if wanted else "all folds evaluated",
              "PTB-XL's LVH is a cardiologist's ECG statement, not an echo measurement")
     return LabelSet(str(csv_path), "ptbxl", tuple(items), dict(skipped), tuple(errors), notes)
+
+
+def ptbxl_mi_codes(statements: Path) -> frozenset[str]:
+    """The SCP codes of diagnostic_class MI in PTB-XL's scp_statements.csv (its first, unnamed column
+    holds the code); PTBXL_MI when the file is absent or has no such rows."""
+    if not statements.is_file():
+        return PTBXL_MI
+    try:
+        with statements.open(newline="", encoding="utf-8-sig") as fh:
+            codes = frozenset(r[""].strip() for r in csv.DictReader(fh)
+                              if (r.get("diagnostic_class") or "").strip() == "MI" and r.get(""))
+    except (OSError, UnicodeDecodeError, csv.Error, KeyError) as err:
+        log.warning("%s: not read (%s); using PTB-XL 1.0.3's MI codes", statements, err)
+        return PTBXL_MI
+    return codes or PTBXL_MI
 
 
 def _ptbxl_record(root: Path, row: dict) -> Optional[str]:
@@ -187,7 +217,8 @@ def read_label_csv(csv_path: str | Path) -> LabelSet:
         if lvh is None and le45 is None:
             skipped["no_label"] += 1
             continue
-        items.append(LabelledECG(str(root / path), f"line {line}", lvh, le45))
+        items.append(LabelledECG(str(root / path), f"line {line}", lvh, le45,
+                                 group=(row.get("patient_id") or "").strip() or None))
     return LabelSet(str(csv_path), "csv", tuple(items), dict(skipped), tuple(errors))
 
 

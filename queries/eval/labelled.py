@@ -244,13 +244,16 @@ def render_labelled_markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_labelled_report(res: dict[str, Any], out_dir: str | Path) -> list[str]:
-    """Write results.json and report.md atomically into out_dir; the paths written."""
+def write_labelled_report(res: dict[str, Any], out_dir: str | Path,
+                          render: Optional[Callable[[dict[str, Any]], str]] = None) -> list[str]:
+    """Write results.json and report.md (`render`, default render_labelled_markdown) atomically into
+    out_dir; the paths written."""
+    render = render or render_labelled_markdown
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = [out / "results.json", out / "report.md"]
     atomic_write(files[0], lambda f: f.write(json.dumps(jsonable(res), indent=2, allow_nan=False).encode()))
-    atomic_write(files[1], lambda f: f.write(render_labelled_markdown(res).encode()))
+    atomic_write(files[1], lambda f: f.write(render(res).encode()))
     return [str(p) for p in files]
 
 
