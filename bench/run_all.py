@@ -33,7 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 # Order: cheap first; bench_train last (it writes the tower that the view probe then reads).
 SCRIPTS = ("bench_models", "bench_synth", "bench_store", "bench_index", "bench_search", "bench_serve",
-           "bench_import", "bench_echoprime", "bench_train")
+           "bench_embed", "bench_import", "bench_echoprime", "bench_train")
 # The store settings the figures are taken with (e2r.store.edge.IndexSettings; see docs/benchmarks.md).
 STORE_CONFIG = "default"
 
