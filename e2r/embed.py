@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from e2r.errors import ConfigError, E2RError
-from e2r.util import atomic_write, one_line
+from e2r.util import atomic_write, one_line, unexpected_read_error
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +143,7 @@ def embed_ecg_batches(paths: Sequence[str], model: Any, batch_size: int = 64
                 continue
             except Exception as err:  # noqa: BLE001  (reported per file, with the traceback in the log)
                 log.warning("%s: unexpected error while reading", path, exc_info=True)
-                skipped.append((path, f"{path}: unexpected {type(err).__name__} while reading ({one_line(err)}); "
-                                      "this is an e2r bug, please report it with the file"))
+                skipped.append((path, unexpected_read_error(path, err)))
                 continue
             ok.append((path, record, fp))
             prepared.append(pre)

@@ -23,6 +23,15 @@ def one_line(exc: BaseException | str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# The end of the line a reader failure e2r did not name gets (every bad input should be an E2RError).
+UNEXPECTED_READ_NOTE = "this is an e2r bug, please report it with the file"
+
+
+def unexpected_read_error(path: str | Path, err: BaseException) -> str:
+    """The one-line error for a reader failure e2r did not name (the caller logs the traceback)."""
+    return f"{path}: unexpected {type(err).__name__} while reading ({one_line(err)}); {UNEXPECTED_READ_NOTE}"
+
+
 def atomic_write(target: str | Path, write: Callable[[Any], Any]) -> None:
     """Write a file through `write(binary file object)` to a temporary name in the same folder,
     fsync it and move it into place: a crash leaves the old file or the new one, never half."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from e2r.errors import BundleError, E2RError, StoreError
 from e2r.phenotypes import LABEL_FIELDS, LVEF_CLASSES, NUMERIC_FIELDS
-from e2r.util import one_line
+from e2r.util import unexpected_read_error
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +166,7 @@ class Searcher:
                     continue
                 except Exception as err:  # noqa: BLE001  (reported per file, with the traceback in the log)
                     log.warning("%s: unexpected error while reading", path, exc_info=True)
-                    yield path, None, (f"{path}: unexpected {type(err).__name__} while reading ({one_line(err)}); "
-                                       "this is an e2r bug, please report it with the file")
+                    yield path, None, unexpected_read_error(path, err)
                     continue
                 ok_paths.append(path)
                 prepared.append(pre)

@@ -141,13 +141,7 @@ def _eval_labels(labels_path: Path, fmt: Optional[str], folds: str, n_boot: int,
              "positives": t["positives"], "negatives": t["negatives"], "no_estimate": t["no_estimate"]}
             for t in res["targets"].values()]
     print_table(rows, ["target", "auroc", "ci_low", "ci_high", "positives", "negatives", "no_estimate"])
-    for t in res["targets"].values():
-        if t.get("note"):
-            typer.echo(f"{t['name']}: {t['note']}")
-    e = res["ecgs"]
-    skipped = ", ".join(f"{r} {n}" for r, n in sorted(e["skipped"].items())) or "none"
-    typer.echo(f"\n{e['scored']} of {e['listed']} ECGs scored (skipped: {skipped}); "
-               f"written: {', '.join(result.out_files)}")
+    _print_notes_and_counts(res, result.out_files, "", "scored")
 
 
 def _eval_probe(labels_path: Path, fmt: Optional[str], folds: Optional[str], protocol: str, features: str,
@@ -184,13 +178,19 @@ def _eval_probe(labels_path: Path, fmt: Optional[str], folds: Optional[str], pro
     from queries.eval.probes import table_rows
 
     print_table(table_rows(res))
+    _print_notes_and_counts(res, result.out_files, f"{protocol} probe on `{features}`; ", "embedded")
+
+
+def _print_notes_and_counts(res: dict, out_files: list, lead: str, done: str) -> None:
+    """The lines under a labelled-ECG table: each target's note, then how many ECGs were
+    `done` (scored, embedded) of those listed, the skipped by reason, and the files written."""
     for t in res["targets"].values():
         if t.get("note"):
             typer.echo(f"{t['name']}: {t['note']}")
     e = res["ecgs"]
     skipped = ", ".join(f"{r} {n}" for r, n in sorted(e["skipped"].items())) or "none"
-    typer.echo(f"\n{protocol} probe on `{features}`; {e['scored']} of {e['listed']} ECGs embedded (skipped: {skipped}); "
-               f"written: {', '.join(result.out_files)}")
+    typer.echo(f"\n{lead}{e['scored']} of {e['listed']} ECGs {done} (skipped: {skipped}); "
+               f"written: {', '.join(out_files)}")
 
 
 def _print_result(result: Any, as_json: bool) -> None:

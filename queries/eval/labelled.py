@@ -98,15 +98,15 @@ def criteria_aurocs(labelled: list[tuple[int, str]], n_boot: int = N_BOOTSTRAP, 
     """The voltage rules' AUROC for LVH on the same ECGs as the kNN vote: Sokolow-Lyon and Cornell
     voltage (e2r.ecg.criteria, on the record as read, mV) as scores, with the same bootstrap.
     ECGs where no beat is found are left out and counted (`unmeasured`)."""
-    from e2r.ecg import read_ecg
-    from e2r.ecg.criteria import record_criteria
+    from queries.eval.criteria_arm import measure_rows
 
     ys: list[int] = []
     scores: dict[str, list[float]] = {name: [] for name in CRITERIA_NAMES}
-    for label, path in labelled:
-        c = record_criteria(read_ecg(path))
+    for (label, _), c in zip(labelled, measure_rows([path for _, path in labelled])):
+        if c is None:  # unreadable, or no beat found
+            continue
         values = {"sokolow_lyon": c.sokolow_lyon_mv, "cornell": c.cornell_mv}
-        if c.n_beats and all(np.isfinite(v) for v in values.values()):
+        if all(np.isfinite(v) for v in values.values()):
             ys.append(label)
             for name, v in values.items():
                 scores[name].append(v)
@@ -128,6 +128,7 @@ def score_labelled(searcher: Any, labels: Any, k: Optional[int] = None, n_boot: 
     from e2r.metrics.classification import binary_metrics
     from e2r.metrics.knn import VOTE_K
     from e2r.progress import progress_bar
+    from e2r.util import UNEXPECTED_READ_NOTE
 
     k = k or VOTE_K
     t0 = time.perf_counter()
@@ -154,7 +155,7 @@ def score_labelled(searcher: Any, labels: Any, k: Optional[int] = None, n_boot: 
     for path, result, error in progress_bar(found, total=len(present), desc="searching", unit="ecg", disable=not progress):
         item = waiting[path].popleft()
         if error:
-            skipped["unexpected_error" if "e2r bug" in error else "unreadable"] += 1
+            skipped["unexpected_error" if UNEXPECTED_READ_NOTE in error else "unreadable"] += 1
             if len(examples) < 5:
                 examples.append(error)
             continue

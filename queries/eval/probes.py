@@ -241,6 +241,7 @@ def embed_labelled(paths: Sequence[str], model: Any, array: str, progress: bool 
     example messages."""
     from e2r.embed import embed_ecg_batches
     from e2r.progress import progress_bar
+    from e2r.util import UNEXPECTED_READ_NOTE
 
     vectors: dict[str, np.ndarray] = {}
     skipped: Counter[str] = Counter()
@@ -258,7 +259,7 @@ def embed_labelled(paths: Sequence[str], model: Any, array: str, progress: bool 
         for rows, bad in embed_ecg_batches(todo, model):
             vectors.update((r.path, getattr(r, array)) for r in rows)
             for _, reason in bad:
-                skipped["unexpected_error" if "e2r bug" in reason else "unreadable"] += 1
+                skipped["unexpected_error" if UNEXPECTED_READ_NOTE in reason else "unreadable"] += 1
                 if len(examples) < 5:
                     examples.append(reason)
             bar.update(len(rows) + len(bad))
