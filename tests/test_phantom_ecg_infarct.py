@@ -43,7 +43,7 @@ def rates() -> dict[str, dict[str, float]]:
     return {t: _q_rates(t, seed) for seed, t in enumerate(("none", "LAD", "LCx", "RCA"))}
 
 
-@pytest.mark.parametrize("territory", ["LAD", "LCx", "RCA"])
+@pytest.mark.parametrize("territory", ["LAD", "RCA"])
 def test_infarct_raises_q_waves_in_its_facing_leads_only(rates, territory):
     got, none = rates[territory], rates["none"]
     assert got[territory] >= none[territory] + 0.15, (territory, got, none)
@@ -53,17 +53,40 @@ def test_infarct_raises_q_waves_in_its_facing_leads_only(rates, territory):
     assert got[territory] > max(got[o] for o in FACING_LEADS if o != territory), (territory, got)
 
 
+def _lateral_r(territory: str, seed: int) -> float:
+    rng = np.random.default_rng(seed)
+    ms = [measure_qwaves(synth_ecg(_exam(rng, territory), rng, 500.0)[0], 500.0) for _ in range(N)]
+    return float(np.median([np.mean([m.r_mv[i] for i in FACING_LEADS["LCx"]]) for m in ms]))
+
+
+def test_lateral_infarct_loses_lateral_r_more_than_q_waves(rates):
+    """An LCx scar is mostly late-activated (basal lateral wall): it takes R from I, aVL and V5-V6
+    and rarely writes Q waves there, as lateral infarcts are often ECG-silent (PTB-XL: no lateral Q
+    in its 3 LMI and 3 ILMI records; docs/phantom.md). Seeds 0-13 give a median lateral R of 1.07
+    to 1.09 mV without an infarct, 0.62 to 0.81 mV with an LCx one."""
+    got, none = rates["LCx"], rates["none"]
+    assert got["LCx"] >= none["LCx"], (got, none)
+    for other in ("LAD", "RCA"):
+        assert got[other] <= none[other] + 0.2, (other, got, none)
+    r_none, r_lcx = _lateral_r("none", 10), _lateral_r("LCx", 12)
+    assert r_lcx <= 0.85 * r_none, (r_lcx, r_none)
+
+
 def test_no_q_waves_added_without_an_infarct():
     rng = np.random.default_rng(7)
     exam = draw_baseline_exam(rng)
     assert infarct_scar(replace(exam, wall_motion=(NORMAL,) * 17, territory="none")) is None
     assert infarct_scar(replace(exam, wall_motion=(HYPOKINETIC,) * 17, territory="global")) is None
     assert infarct_scar(exam) is None  # version 1: no wall motion
-    # Territory none draws the same ECG as version 1 from the same random state.
+    # Territory none makes the same random draws as version 1 (so a version 2 cohort's other
+    # draws do not shift); its QRS differs by version 2's calibrated normal QRS only (the early
+    # anterior force: a taller R in V3).
     v2 = replace(exam, wall_motion=(NORMAL,) * 17, territory="none")
-    a, _ = synth_ecg(exam, np.random.default_rng(3), 500.0)
-    b, _ = synth_ecg(v2, np.random.default_rng(3), 500.0)
-    np.testing.assert_array_equal(a, b)
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    a, _ = synth_ecg(exam, rng_a, 500.0)
+    b, _ = synth_ecg(v2, rng_b, 500.0)
+    assert rng_a.random() == rng_b.random()
+    assert measure_qwaves(b, 500.0).r_v3_mv > measure_qwaves(a, 500.0).r_v3_mv
 
 
 def test_no_infarct_q_rate_is_low(rates):

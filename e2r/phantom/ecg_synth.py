@@ -67,6 +67,29 @@ SCAR_WEIGHT = {HYPOKINETIC: 0.25, AKINETIC: 1.0, DYSKINETIC: 1.0}
 # a larger loss would make the anterior coupling stronger still, a smaller one the inferior weaker.
 INFARCT_LOSS = 0.1
 INFARCT_LOSS_SD = 0.45
+# Per territory, a factor on INFARCT_LOSS (1 = the shared loss).
+INFARCT_LOSS_SCALE = {"LAD": 0.6, "LCx": 1.0, "RCA": 2.75}
+_SEGMENT_TERRITORY = {seg: t for t, segs in TERRITORY_SEGMENTS.items() for seg in segs}
+
+# --- Generator version 2's normal QRS and voltage, calibrated against the PTB-XL records
+# (docs/phantom.md, bench/probe_qwaves.py, bench/probe_voltage.py; validation data, measured the
+# same way on both sides). Version 1 keeps its own values, drawn in the same order.
+V1_TILT_DEG, V2_TILT_DEG = 22.0, 22.0
+V1_HABITUS_SD, V2_HABITUS_SD = 0.24, 0.24
+# In LVH the mean QRS vector also turns leftward and posteriorly (Hancock et al., AHA/ACCF/HRS
+# recommendations part V, Circulation 2009;119:e251): taller R in aVL, deeper S in V3, so the
+# Cornell voltage (RaVL + SV3; Casale et al., Circulation 1987;75:565) rises with LV mass beside
+# Sokolow-Lyon. Degrees per mm of the thicker wall above 11 mm (version 2 only).
+V2_LVH_LEFTWARD_DEG_PER_MM = 2.0
+V2_LVH_POSTERIOR_DEG_PER_MM = 0.0
+# Version 2's second early force: after the septum (left to right), the apex and the anterior
+# paraseptal wall depolarise by 20-30 ms (Durrer et al., Circulation 1970;41:899), a leftward,
+# inferior, anterior force that writes the R wave growing across V2-V4 before the main posterior
+# LV force writes their S (the textbook QRS vector sequence). Version 1 has the septal and main
+# forces only, so its R in V3 is small (median 0.26 mV against 0.86 mV in PTB-XL NORM records).
+# Amplitude as a fraction of the main LV force; (time, width) as fractions of the QRS.
+V2_ANTERIOR_FORCE = 0.33
+V2_ANTERIOR_TIMING = (0.30, 0.10)
 
 
 def _segment_normals() -> np.ndarray:
@@ -163,17 +186,21 @@ def synth_ecg(exam: Exam, rng: np.random.Generator, fs: float, duration_s: float
     axis = rng.normal(48, 18) - 0.4 * (exam.age - 60) + 3.2 * max(0.0, exam.rv_diameter - 38)
     if exam.lbbb:
         axis -= 15  # LBBB often with left axis
+    v2 = bool(exam.wall_motion)
+    thick_mm = max(0.0, max(exam.ivsd, exam.lvpwd) - 11.0) if v2 else 0.0
+    axis -= V2_LVH_LEFTWARD_DEG_PER_MM * thick_mm
     axis = float(np.clip(axis, -60, 160))
     # Posterior tilt of the LV force: dilated/failing LVs rotate it posteriorly and lose anterior
     # forces: poor R-wave progression V1-V4 (DePace 1983; Zema 1980).
-    tilt = np.deg2rad(22 + 0.35 * max(0.0, 55.0 - exam.lvef) + rng.normal(0, 10))
+    tilt0 = V2_TILT_DEG + V2_LVH_POSTERIOR_DEG_PER_MM * thick_mm if v2 else V1_TILT_DEG
+    tilt = np.deg2rad(tilt0 + 0.35 * max(0.0, 55.0 - exam.lvef) + rng.normal(0, 10))
     ax = np.deg2rad(axis)
     u_main = np.array([np.cos(tilt) * np.cos(ax), np.cos(tilt) * np.sin(ax), -np.sin(tilt)])
 
     # --- Voltage. QRS amplitude rises with LV mass (Sokolow-Lyon SV1+RV5 > 3.5 mV, Cornell
     # RaVL+SV3 > 2.8/2.0 mV are LVH criteria); body habitus (fat, lungs, chest wall) scales it
     # independently, which is why voltage criteria are insensitive.
-    habitus = rng.lognormal(0.0, 0.24) * (0.92 if exam.sex == "F" else 1.0)
+    habitus = rng.lognormal(0.0, V2_HABITUS_SD if v2 else V1_HABITUS_SD) * (0.92 if exam.sex == "F" else 1.0)
     lv_volt = 2.3 * (exam.lv_mass / 160.0) ** 0.65
     lv_volt *= 1.0 - 0.15 * max(0.0, 40.0 - exam.lvef) / 30.0  # scarred, failing LV: lower forces
     rv_volt = 0.18 + 0.07 * max(0.0, exam.rv_diameter - 36)    # RV hypertrophy/dilation: R in V1
@@ -194,14 +221,17 @@ def synth_ecg(exam: Exam, rng: np.random.Generator, fs: float, duration_s: float
         (0.55, 0.14, u_rv, rv_volt),
         (0.80, 0.08, u_late, 0.22 + 0.1 * exam.lbbb),
     ]
+    if v2 and V2_ANTERIOR_FORCE and not exam.lbbb:   # LBBB activates the LV from the septum's right side
+        qrs_parts.append((*V2_ANTERIOR_TIMING, _NORMALS[16], V2_ANTERIOR_FORCE * lv_volt))
     if scar is not None:
         # Version 2 only, so version 1 draws exactly what it always drew. Scar is electrically
         # silent: the forces the territory would have made in the first half of the QRS are
         # missing, so the net vector points away from it (Q waves facing it) and the R waves
         # facing it shrink (lost R progression V1-V4 in anterior MI).
-        gain = INFARCT_LOSS * lv_volt * rng.lognormal(0.0, INFARCT_LOSS_SD)
+        gain = lv_volt * rng.lognormal(0.0, INFARCT_LOSS_SD)
         for seg in np.flatnonzero(scar[0]):
-            qrs_parts.append((SEGMENT_ACTIVATION[seg], 0.12, -_NORMALS[seg], gain * scar[0][seg]))
+            loss = INFARCT_LOSS * INFARCT_LOSS_SCALE[_SEGMENT_TERRITORY[seg]]
+            qrs_parts.append((SEGMENT_ACTIVATION[seg], 0.12, -_NORMALS[seg], loss * gain * scar[0][seg]))
 
     # --- Repolarisation. QT by Bazett (QTc ~ 410 ms, longer with wide QRS). T concordant with
     # the QRS (normal ventricular gradient), turned against it by LV strain in hypertrophy

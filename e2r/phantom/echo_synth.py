@@ -79,6 +79,13 @@ _V2_APICAL_EXTRA_DEPTH_CM = 3.5
 # choice of size.
 _PLAX_OFFSET_CM = 0.5
 _PSAX_LEVEL_CM = 1.0
+# Version 2 PLAX: the probe sits over the LV base, so the LV's basal end (the mitral-aortic
+# junction) lies this far right of the sector's centre line, and the LV runs off the sector's left
+# edge: a good PLAX shows the mitral and aortic valves and "should not visualize the apex of the
+# left ventricle" (Stanford critical care echo, "Parasternal long axis view", quality criteria;
+# Mitchell et al., ASE 2019 guideline for a comprehensive TTE). Version 1 put the whole LV in the
+# sector (its apex inside in ~97 % of clips), so PLAX showed the long axis the apical views trace.
+_PLAX_BASE_X_CM = (0.8, 1.8)
 # The A2C plane lies about 60 degrees from the A4C one (LA volume from the 2- and 4-chamber views,
 # "which lie approximately in 60 degrees angle to one another": BMC Med Imaging 2021, s12880-021-00701-5).
 _A2C_FROM_A4C = np.deg2rad(60.0)
@@ -324,8 +331,11 @@ def _draw_regional(cv: _Canvas, view: str, exam: Exam, rng, near, contraction, l
         offset = float(plane.uniform(0.0, _PLAX_OFFSET_CM))
         cut = exam.lv_linear_ratio * np.sqrt(max(0.5, 1.0 - (2 * offset / d_ed) ** 2))
         oblique = float(rng.uniform(0.75, 0.92)) if off_axis else 1.0
-        lv = echo_walls.plax_contours(scores, q, l_ed / 2 + 0.6, d_ed * cut, contraction, ivs, pw, oblique=oblique)
-        _draw_plax(cv, rng, near, np.full_like(diam, l_ed), diam * cut, h_ivs, h_pw, la_ap, contraction, lv=lv)
+        half_len = l_ed / 2 + 0.6
+        base_x = float(plane.uniform(*_PLAX_BASE_X_CM))
+        lv = echo_walls.plax_contours(scores, q, half_len, d_ed * cut, contraction, ivs, pw, oblique=oblique)
+        _draw_plax(cv, rng, near, np.full_like(diam, l_ed), diam * cut, h_ivs, h_pw, la_ap, contraction, lv=lv,
+                   lv_cx=base_x - half_len)
     else:
         level = float(plane.uniform(-_PSAX_LEVEL_CM, _PSAX_LEVEL_CM))
         cut = exam.lv_linear_ratio * np.sqrt(max(0.5, 1.0 - (2 * level / l_ed) ** 2))
@@ -395,13 +405,13 @@ def _draw_apical(cv: _Canvas, view: str, exam: Exam, rng, near, length, diam, h_
 
 
 def _draw_plax(cv: _Canvas, rng, near, length, diam, h_ivs, h_pw, la_d, contraction,
-               lv: LVContours | None = None) -> None:
+               lv: LVContours | None = None, lv_cx: float = -1.2) -> None:
     """PLAX: RVOT on top (its size independent of the RV's), IVS, LV cavity, posterior wall,
-    pericardium; aortic root and LA to the right. The LV long axis runs to the left. With `lv`
-    (version 2) the LV is its contours (`along` = x, `across` = depth) about the ED cavity centre."""
+    pericardium; aortic root and LA to the right. The LV long axis runs to the left from its
+    centre at x = lv_cx (cm). With `lv` (version 2) the LV is its contours (`along` = x,
+    `across` = depth) about the ED cavity centre."""
     rvot = float(np.clip(rng.normal(2.7, 0.35), 1.8, 3.6))
     sept_top = near + 0.4 + rvot
-    lv_cx = -1.2
     half_len = length / 2 + 0.6
     cav_cy = sept_top + h_ivs + diam / 2
     pw_bot = cav_cy + diam / 2 + h_pw
