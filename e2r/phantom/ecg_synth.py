@@ -61,27 +61,29 @@ def _unit(v: np.ndarray) -> np.ndarray:
 SCAR_WEIGHT = {HYPOKINETIC: 0.25, AKINETIC: 1.0, DYSKINETIC: 1.0}
 # Lost force of one fully scarred segment (at its activation time) as a fraction of the main LV
 # force, and its patient-to-patient spread (log SD: body, Q-wave regression in a minority of
-# patients in the years after an infarct). Set against PTB-XL's labelled infarcts (docs/phantom.md,
-# bench/probe_qwaves.py): at 0.1 the inferior Q-wave rate is below PTB-XL's IMI and the anterior
-# one above its ASMI, because the phantom's normal R in V3 is small (early anterior forces weak);
-# a larger loss would make the anterior coupling stronger still, a smaller one the inferior weaker.
+# patients in the years after an infarct). Per territory a factor on it (INFARCT_LOSS_SCALE), set
+# against PTB-XL's labelled infarcts (docs/phantom.md, bench/probe_qwaves.py): the anterior wall's
+# early forces face V1-V4 directly, so a small loss writes QS complexes there (anterior Q rate
+# 0.37 against PTB-XL's 0.27-0.33), while the inferior wall needs a larger one (0.57 against
+# 0.49); the lateral wall depolarises late and is left at 1 (Q rate 0.11; lateral infarcts are
+# often ECG-silent: no lateral Q in PTB-XL's 6 LMI/ILMI records).
 INFARCT_LOSS = 0.1
 INFARCT_LOSS_SD = 0.45
-# Per territory, a factor on INFARCT_LOSS (1 = the shared loss).
 INFARCT_LOSS_SCALE = {"LAD": 0.6, "LCx": 1.0, "RCA": 2.75}
 _SEGMENT_TERRITORY = {seg: t for t, segs in TERRITORY_SEGMENTS.items() for seg in segs}
 
 # --- Generator version 2's normal QRS and voltage, calibrated against the PTB-XL records
 # (docs/phantom.md, bench/probe_qwaves.py, bench/probe_voltage.py; validation data, measured the
-# same way on both sides). Version 1 keeps its own values, drawn in the same order.
-V1_TILT_DEG, V2_TILT_DEG = 22.0, 22.0
-V1_HABITUS_SD, V2_HABITUS_SD = 0.24, 0.24
+# same way on both sides). Version 1 draws the same random numbers in the same order.
 # In LVH the mean QRS vector also turns leftward and posteriorly (Hancock et al., AHA/ACCF/HRS
-# recommendations part V, Circulation 2009;119:e251): taller R in aVL, deeper S in V3, so the
-# Cornell voltage (RaVL + SV3; Casale et al., Circulation 1987;75:565) rises with LV mass beside
-# Sokolow-Lyon. Degrees per mm of the thicker wall above 11 mm (version 2 only).
+# recommendations part V, Circulation 2009;119:e251): a taller R in aVL, so the Cornell voltage
+# (RaVL + SV3; Casale et al., Circulation 1987;75:565) rises with LV mass beside Sokolow-Lyon.
+# Only the leftward turn is drawn: a posterior one deepens SV1 too, and with it the Sokolow-Lyon
+# separation, already at the top of what echo-defined LVH allows. Frontal degrees per mm of the
+# thicker wall above 11 mm (version 2 only; the size is the phantom's choice: 4 would put the
+# Sokolow-Lyon AUROC for echo LVH near 0.88, above the 0.65-0.80 that insensitive voltage
+# criteria allow; docs/phantom.md).
 V2_LVH_LEFTWARD_DEG_PER_MM = 2.0
-V2_LVH_POSTERIOR_DEG_PER_MM = 0.0
 # Version 2's second early force: after the septum (left to right), the apex and the anterior
 # paraseptal wall depolarise by 20-30 ms (Durrer et al., Circulation 1970;41:899), a leftward,
 # inferior, anterior force that writes the R wave growing across V2-V4 before the main posterior
@@ -192,15 +194,14 @@ def synth_ecg(exam: Exam, rng: np.random.Generator, fs: float, duration_s: float
     axis = float(np.clip(axis, -60, 160))
     # Posterior tilt of the LV force: dilated/failing LVs rotate it posteriorly and lose anterior
     # forces: poor R-wave progression V1-V4 (DePace 1983; Zema 1980).
-    tilt0 = V2_TILT_DEG + V2_LVH_POSTERIOR_DEG_PER_MM * thick_mm if v2 else V1_TILT_DEG
-    tilt = np.deg2rad(tilt0 + 0.35 * max(0.0, 55.0 - exam.lvef) + rng.normal(0, 10))
+    tilt = np.deg2rad(22 + 0.35 * max(0.0, 55.0 - exam.lvef) + rng.normal(0, 10))
     ax = np.deg2rad(axis)
     u_main = np.array([np.cos(tilt) * np.cos(ax), np.cos(tilt) * np.sin(ax), -np.sin(tilt)])
 
     # --- Voltage. QRS amplitude rises with LV mass (Sokolow-Lyon SV1+RV5 > 3.5 mV, Cornell
     # RaVL+SV3 > 2.8/2.0 mV are LVH criteria); body habitus (fat, lungs, chest wall) scales it
     # independently, which is why voltage criteria are insensitive.
-    habitus = rng.lognormal(0.0, V2_HABITUS_SD if v2 else V1_HABITUS_SD) * (0.92 if exam.sex == "F" else 1.0)
+    habitus = rng.lognormal(0.0, 0.24) * (0.92 if exam.sex == "F" else 1.0)
     lv_volt = 2.3 * (exam.lv_mass / 160.0) ** 0.65
     lv_volt *= 1.0 - 0.15 * max(0.0, 40.0 - exam.lvef) / 30.0  # scarred, failing LV: lower forces
     rv_volt = 0.18 + 0.07 * max(0.0, exam.rv_diameter - 36)    # RV hypertrophy/dilation: R in V1
