@@ -159,14 +159,15 @@ def encode_ecgs(paths: str | Path | Sequence[str | Path], model: Any, array: str
                 batch_size: int = 64) -> tuple[np.ndarray, list[str]]:
     """ECGs (records, folders or `.txt` lists) -> (array (N, D) float32, the N paths it holds), on
     the same path as `e2r embed`. `array="embedding"`: the shared-space vectors `e2r search` uses;
-    `array="features"`: the encoder's pooled features (N, C). `model`: a bundle folder, a
-    LoadedModel or an Echo2ECG. Unreadable ECGs are left out, each with a logged warning."""
+    `array="features"`: the encoder's pooled features (N, C). `model`: a bundle folder (its ECG
+    encoder as `e2r.bundle.load_ecg_encoder` gives it: ONNX Runtime when the bundle has a graph), an
+    ECGGraph, a LoadedModel or an Echo2ECG. Unreadable ECGs are left out, each with a logged warning."""
     if array not in ARRAYS:
         raise ConfigError(f"array={array!r} is not one of {', '.join(ARRAYS)}")
     if isinstance(model, (str, Path)):
-        from e2r.bundle import load_model
+        from e2r.bundle import load_ecg_encoder
 
-        model = load_model(model)
+        model = load_ecg_encoder(model)
     vectors, ids = [], []
     for rows, skipped in embed_ecg_batches(list_ecgs(paths), model, batch_size):
         for path, reason in skipped:
@@ -181,9 +182,10 @@ def write_embeddings(inputs: str | Path | Sequence[str | Path], model: Any, out:
                      batch_size: int = 64, overwrite: bool = False, progress: bool = False,
                      checkpoint_s: float = CHECKPOINT_S) -> EmbedSummary:
     """Embed ECGs into `out` (.npz) and its sidecars (module docstring), reusing the rows of an
-    existing `out` whose fingerprint, model hash and e2r version match. `model` is a LoadedModel
-    (its hash is recorded). ConfigError for an `out` that cannot be written, or that exists and
-    was made by another model (unless `overwrite`); E2RError when no ECG could be read."""
+    existing `out` whose fingerprint, model hash and e2r version match. `model` is an ECG encoder
+    from `e2r.bundle.load_ecg_encoder` or a LoadedModel (its hash is recorded). ConfigError for an
+    `out` that cannot be written, or that exists and was made by another model (unless
+    `overwrite`); E2RError when no ECG could be read."""
     from e2r.progress import progress_bar
 
     out = Path(out)
@@ -228,7 +230,7 @@ def write_embeddings(inputs: str | Path | Sequence[str | Path], model: Any, out:
 
 # -- helpers ---------------------------------------------------------------------------------------
 def _preset(model: Any):
-    return model.preset  # a LoadedModel and an Echo2ECG both carry it
+    return model.preset  # an ECGGraph, a LoadedModel and an Echo2ECG all carry it
 
 
 def _dims(model: Any) -> dict[str, int]:

@@ -2,20 +2,25 @@
 search alike. Every function runs the model in eval mode under torch.no_grad (bf16 autocast on
 CUDA) and returns float32 numpy arrays.
 
-`model` may be an `Echo2ECG` or a `LoadedModel` from `e2r.bundle.load_model`.
+`model` may be an `Echo2ECG` or a `LoadedModel` from `e2r.bundle.load_model`; the ECG functions
+also take an `ECGGraph` (`e2r.bundle.load_ecg_encoder`: the bundle's ONNX graph on ONNX Runtime),
+and then torch is never imported: this module imports it only inside the functions that run it.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from e2r.ecg.preprocess import PreprocessedECG
 from e2r.errors import DataError
 from e2r.presets import EchoEncoderConfig
+
+if TYPE_CHECKING:
+    import torch
 
 ECGInput = PreprocessedECG | np.ndarray
 
@@ -25,6 +30,8 @@ def _unwrap(model):
 
 
 def _device(model, device=None) -> torch.device:
+    import torch
+
     if device is not None:
         return torch.device(device)
     return next(model.parameters()).device
@@ -32,6 +39,8 @@ def _device(model, device=None) -> torch.device:
 
 @contextlib.contextmanager
 def _inference(model, device: torch.device):
+    import torch
+
     was_training = model.training
     model.eval()
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
@@ -49,6 +58,8 @@ def normalize_videos(videos: torch.Tensor, echo_cfg: EchoEncoderConfig) -> torch
     Grey input for an rgb encoder is repeated to 3 channels; rgb input for a grey encoder is
     averaged. Works on any device and any leading batch dims (e.g. (B, V) in training).
     """
+    import torch
+
     rgb_in = videos.shape[-1] == 3 and videos.ndim >= 4
     x = videos.float()
     if rgb_in:
@@ -68,6 +79,8 @@ def videos_to_tensor(videos: Sequence[np.ndarray], echo_cfg: EchoEncoderConfig) 
     """Decoded videos (uint8 (F,H,W) or (F,H,W,3), from decode_video with the preset's settings)
     -> float tensor (N, F, C, H, W), normalised. DataError when a video has another frame count
     or size than the preset's echo encoder expects."""
+    import torch
+
     want = (echo_cfg.n_frames, *echo_cfg.size)
     for i, v in enumerate(videos):
         if v.ndim not in (3, 4) or tuple(v.shape[:3]) != want or (v.ndim == 4 and v.shape[3] != 3):
@@ -82,8 +95,8 @@ def videos_to_tensor(videos: Sequence[np.ndarray], echo_cfg: EchoEncoderConfig) 
     return normalize_videos(torch.from_numpy(np.stack(rgb)), echo_cfg)
 
 
-def ecg_to_tensor(ecgs: Sequence[ECGInput]) -> torch.Tensor:
-    """Preprocessed ECGs (PreprocessedECG or float (12, N) arrays, all the same N) -> (B, 12, N)."""
+def ecg_batch(ecgs: Sequence[ECGInput]) -> np.ndarray:
+    """Preprocessed ECGs (PreprocessedECG or float (12, N) arrays, all the same N) -> float32 (B, 12, N)."""
     arrays = [np.asarray(e.signal if isinstance(e, PreprocessedECG) else e, dtype=np.float32)
               for e in ecgs]
     if not arrays:
@@ -92,7 +105,14 @@ def ecg_to_tensor(ecgs: Sequence[ECGInput]) -> torch.Tensor:
     if len(shapes) != 1 or arrays[0].ndim != 2 or arrays[0].shape[0] != 12:
         raise DataError(f"ECGs must all be (12, N) arrays of one length, got shapes {sorted(shapes)}; "
                         "preprocess them with the model's preset.ecg_preprocess")
-    return torch.from_numpy(np.stack(arrays))
+    return np.stack(arrays)  # (B, 12, N)
+
+
+def ecg_to_tensor(ecgs: Sequence[ECGInput]) -> torch.Tensor:
+    """Preprocessed ECGs (PreprocessedECG or float (12, N) arrays, all the same N) -> tensor (B, 12, N)."""
+    import torch
+
+    return torch.from_numpy(ecg_batch(ecgs))
 
 
 def encode_ecg(model, ecgs: Sequence[ECGInput], batch_size: int = 128, device=None) -> np.ndarray:
@@ -103,22 +123,37 @@ def encode_ecg(model, ecgs: Sequence[ECGInput], batch_size: int = 128, device=No
 def encode_ecg_features(model, ecgs: Sequence[ECGInput], batch_size: int = 128,
                         device=None) -> tuple[np.ndarray, np.ndarray]:
     """Preprocessed ECGs -> (the ECG encoder's pooled features (B, C) float32, before the projection
-    head; the (B, D) float32 L2-normalised shared-space embeddings `encode_ecg` returns)."""
-    model = _unwrap(model)
-    dev = _device(model, device)
-    expected = model.preset.ecg_samples
-    x = ecg_to_tensor(ecgs)
+    head; the (B, D) float32 L2-normalised shared-space embeddings `encode_ecg` returns).
+
+    The one ECG encode path of every caller; behind it runs torch (an Echo2ECG or LoadedModel) or
+    ONNX Runtime (an ECGGraph, the bundle's exported graph; `device` does not apply to it)."""
+    from e2r.ecg_graph import ECGGraph
+
+    preset = model.preset
+    expected = preset.ecg_samples
+    x = ecg_batch(ecgs)  # (B, 12, N)
     if x.shape[-1] != expected:
         raise DataError(f"ECGs have {x.shape[-1]} samples per lead, the model expects {expected} "
-                        f"({model.preset.ecg_preprocess.fs:g} Hz x {model.preset.ecg_preprocess.window_s:g} s); "
+                        f"({preset.ecg_preprocess.fs:g} Hz x {preset.ecg_preprocess.window_s:g} s); "
                         "preprocess with the model's preset.ecg_preprocess")
-    features, embeddings = [], []
+    if isinstance(model, ECGGraph):
+        parts = [model.run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]  # [((b, C), (b, D))]
+    else:
+        parts = _encode_ecg_torch(_unwrap(model), x, batch_size, device)
+    return np.concatenate([f for f, _ in parts]), np.concatenate([z for _, z in parts])
+
+
+def _encode_ecg_torch(model, x: np.ndarray, batch_size: int, device) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(B, 12, N) through an Echo2ECG in batches -> [(features (b, C), embedding (b, D))] float32."""
+    import torch
+
+    dev = _device(model, device)
+    parts = []
     with _inference(model, dev):
         for i in range(0, len(x), batch_size):
-            f, z = model.encode_ecg_features(x[i:i + batch_size].to(dev))  # (b, C), (b, D)
-            features.append(f.float().cpu())
-            embeddings.append(z.float().cpu())
-    return torch.cat(features).numpy(), torch.cat(embeddings).numpy()
+            f, z = model.encode_ecg_features(torch.from_numpy(x[i:i + batch_size]).to(dev))  # (b, C), (b, D)
+            parts.append((f.float().cpu().numpy(), z.float().cpu().numpy()))
+    return parts
 
 
 def embed_videos(model, videos: Sequence[np.ndarray], batch_size: int = 32, device=None) -> np.ndarray:
@@ -131,6 +166,8 @@ def encode_videos(encoder: torch.nn.Module, echo_cfg: EchoEncoderConfig, videos:
                   batch_size: int = 32, device=None) -> np.ndarray:
     """Decoded videos -> (N, E) float32 through a per-video encoder alone (an Echo2ECG's, or an
     echo tower's, e2r.echo_tower), in eval mode without gradients."""
+    import torch
+
     dev = _device(encoder, device)
     out = []
     with _inference(encoder, dev):
@@ -145,6 +182,8 @@ def encode_videos(encoder: torch.nn.Module, echo_cfg: EchoEncoderConfig, videos:
 def encode_study_embeddings(model, view_embs: Sequence[np.ndarray], batch_size: int = 256,
                             device=None) -> np.ndarray:
     """Per-study view embeddings (V_i, E) -> (B, D) study embeddings (padded + masked)."""
+    import torch
+
     model = _unwrap(model)
     dev = _device(model, device)
     for i, v in enumerate(view_embs):

@@ -20,6 +20,10 @@ class ECGReadError(E2RError):
     """An ECG record cannot be read or does not hold usable 12-lead data."""
 
 
+class ECGAmplitudeError(ECGReadError):
+    """An ECG's voltage cannot be real (a wrong gain or unit); refused, never rescaled."""
+
+
 class DicomReadError(E2RError):
     """A DICOM file cannot be read, or is not what was expected.
 
@@ -43,3 +47,8 @@ class BundleError(E2RError):
 
 class StoreError(E2RError):
     """The vector store cannot be reached, or a collection is missing or mismatched."""
+
+
+class ECGGraphError(BundleError):
+    """A bundle's ONNX graph of its ECG encoder is missing, damaged, from another model, cannot run
+    on the installed onnxruntime, or was refused at export (e2r.ecg_graph)."""

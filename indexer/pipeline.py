@@ -19,7 +19,7 @@ from typing import Any, Iterator, Optional
 
 
 from e2r.echo import ArchiveScan, StudyInfo, scan_archive
-from e2r.errors import DataError, StoreError
+from e2r.errors import BundleError, DataError, StoreError
 from e2r.util import DEFAULT_HOME
 from indexer.config import IndexConfig
 from indexer.decode import DecodeJob, DecodedStudy, decode_study, decode_worker
@@ -71,6 +71,10 @@ def index_archive(cfg: IndexConfig, store: Any, loaded: Any) -> IndexSummary:
     from e2r.store import Point, point_id_for
 
     cfg.validate()
+    if (getattr(loaded, "meta", None) or {}).get("train_config", {}).get("ecg_only"):
+        raise BundleError(f"{cfg.model_dir}: an ECG-only model (its echo side was never trained); it embeds ECGs "
+                          "(`e2r embed`, `e2r eval --protocol knn|linear`) but cannot index echo studies; index with "
+                          "an aligned model (`e2r train`)")
     summary = IndexSummary(collection=cfg.collection, model_hash=loaded.hash)
     t0 = time.perf_counter()
 
@@ -184,9 +188,12 @@ def ensure_collection(store: Any, name: str, loaded: Any) -> None:
             "or use the model it was built with"
         )
     if meta.get("model_hash") != loaded.hash:
+        ecg_input = loaded.preset.ecg_preprocess.describe()
+        other_input = meta.get("ecg_preprocess")
+        differs = f"; its ECG input is {other_input}, the model's {ecg_input}" if other_input not in (None, ecg_input) else ""
         raise StoreError(
             f"collection {name!r} was built with model {meta.get('model_hash')} "
-            f"({meta.get('model_path')}), not {loaded.hash} ({loaded.path}); "
+            f"({meta.get('model_path')}), not {loaded.hash} ({loaded.path}){differs}; "
             "index into another --collection or use the model it was built with"
         )
 
@@ -197,7 +204,8 @@ def collection_metadata(loaded: Any) -> dict[str, Any]:
 
     return schema_metadata(int(loaded.preset.embed_dim), model_hash=loaded.hash,
                            model_path=str(Path(loaded.path).resolve()),
-                           extra={"preset": loaded.preset.name, "echo_tower_hash": loaded.echo_tower_hash})
+                           extra={"preset": loaded.preset.name, "echo_tower_hash": loaded.echo_tower_hash,
+                                  "ecg_preprocess": loaded.preset.ecg_preprocess.describe()})
 
 
 def _studies_to_index(store: Any, name: str, studies: list[StudyInfo], model_hash: str) -> tuple[list[StudyInfo], set[str]]:

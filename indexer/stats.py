@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Optional
 
 from e2r.phenotypes import NUMERIC_FIELDS
 
@@ -28,9 +31,27 @@ def collection_stats(store: Any, name: str) -> dict[str, Any]:
         "model_hash": meta.get("model_hash"),
         "model_path": meta.get("model_path"),
         "preset": meta.get("preset"),
+        "ecg_preprocess": meta.get("ecg_preprocess") or bundle_ecg_input(meta.get("model_path")),
         "e2r_version": meta.get("e2r_version"),
         "created": meta.get("created"),
     }
+
+
+def bundle_ecg_input(model_path: Optional[str]) -> Optional[str]:
+    """The ECG preprocessing of the bundle at `model_path`, as one line
+    (ECGPreprocessConfig.describe), read from its bundle.json alone; None when the bundle is not
+    there or not readable. For collections made before their metadata recorded it."""
+    from e2r.ecg.preprocess import ECGPreprocessConfig
+
+    if not model_path:
+        return None
+    try:
+        meta = json.loads((Path(model_path) / "bundle.json").read_text())
+        fields = meta["preset"]["ecg_preprocess"]
+        known = {f.name for f in dataclasses.fields(ECGPreprocessConfig)}
+        return ECGPreprocessConfig(**{k: v for k, v in fields.items() if k in known}).describe()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def store_stats(store: Any) -> dict[str, Any]:

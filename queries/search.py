@@ -1,12 +1,16 @@
 """ECG -> echo studies: the search behind `e2r search` and the notebook API.
 
 A `Searcher` is bound to one collection; it finds the model bundle the collection was built with
-(from the collection's metadata), so a search never needs `--model` and can never mix models.
+(from the collection's metadata), so a search never needs `--model` and can never mix models. It
+encodes ECGs with the bundle's ECG encoder as `e2r.bundle.load_ecg_encoder` gives it: the ONNX
+graph on ONNX Runtime when the bundle has one (torch is then never imported), else torch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -69,8 +73,9 @@ class Searcher:
     """Searches one collection of an open store with the model bundle the collection records."""
 
     def __init__(self, store: Any, collection: str, model: Any = None):
-        """`model` (a LoadedModel) may be given to skip loading; it must match the collection."""
-        from e2r.bundle import load_model
+        """`model` (an ECG encoder from `e2r.bundle.load_ecg_encoder`, or a LoadedModel) may be given
+        to skip loading; it must match the collection."""
+        from e2r.bundle import load_ecg_encoder
 
         self.store = store
         self.collection = collection
@@ -89,7 +94,7 @@ class Searcher:
                     f"collection {collection!r} was built with model {self.model_hash} at {model_path}, "
                     "which is not there any more; restore that bundle or re-index with a model you have"
                 )
-            model = load_model(model_path)
+            model = load_ecg_encoder(model_path)
         if meta.get("echo_tower_hash") != model.echo_tower_hash:
             raise BundleError(
                 f"model bundle {model.path} is aligned to echo tower {model.echo_tower_hash} but collection "
@@ -97,11 +102,16 @@ class Searcher:
                 "the collection was built with"
             )
         if model.hash != self.model_hash:
+            ecg_input, built_with = model.preset.ecg_preprocess.describe(), meta.get("ecg_preprocess")
+            differs = f" (ECG input {built_with}, the bundle's {ecg_input})" if built_with not in (None, ecg_input) else ""
             raise BundleError(
                 f"model bundle {model.path} has hash {model.hash} but collection {collection!r} was built "
-                f"with {self.model_hash}; search with the model the collection was built with"
+                f"with {self.model_hash}{differs}; search with the model the collection was built with"
             )
         self.loaded = model
+        # Searches may run in several threads (e2r serve). ONNX Runtime runs concurrent calls; a
+        # torch encoder runs one batch at a time (its intra-op threads take every core already).
+        self._encoding = threading.Lock() if getattr(model, "backend", "torch") == "torch" else contextlib.nullcontext()
 
     # -- encoding ---------------------------------------------------------------------------
     def _prepare(self, path: str | Path) -> tuple[Any, dict[str, Any]]:
@@ -120,7 +130,9 @@ class Searcher:
         t0 = time.perf_counter()
         prepared, infos = zip(*(self._prepare(path) for path in ecg_paths))
         t1 = time.perf_counter()
-        return encode_ecg(self.loaded.model, list(prepared)), list(infos), (t1 - t0) * 1000
+        with self._encoding:
+            emb = encode_ecg(self.loaded, list(prepared))
+        return emb, list(infos), (t1 - t0) * 1000
 
     # -- one query ------------------------------------------------------------------------------
     def search(
@@ -173,7 +185,8 @@ class Searcher:
                 infos.append(info)
             if not prepared:
                 continue
-            emb = encode_ecg(self.loaded.model, prepared)
+            with self._encoding:
+                emb = encode_ecg(self.loaded, prepared)
             for path, vector, info in zip(ok_paths, emb, infos):
                 yield path, self._query(vector, info, top_k, k, filter, weighting, {}), None
 

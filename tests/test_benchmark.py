@@ -258,15 +258,22 @@ def test_run_benchmark_with_injected_steps_writes_report(tmp_path):
     def supervised(task):
         assert task.train_x.shape[1:] == (12, 1000) and len(task.train_rows) == len(task.train_x)
         n = len(task.test_x)
+        encoder = _graphless_bundle(300 + task.seed, task.out_dir / "encoder")  # its feature extractor
         return PhenotypePredictions(np.tile([0.2, 0.3, 0.5], (n, 1)), np.full(n, 0.3), np.full(n, 0.2),
-                                    np.full(n, 50.0)), {"fake": True}
+                                    np.full(n, 50.0)), {"fake": True, "model_dir": str(encoder)}
 
+    def train_ssl(task):  # no training: a seeded random model stands in
+        assert task.out_dir.name == f"ssl-seed{task.seed}" and len(task.val_rows) == len(task.val_x) > 0
+        return {"model_dir": _graphless_bundle(200 + task.seed, task.out_dir), "fake": True}
+
+    probe = FakeRealProbe()
     spec = BenchmarkSpec(pairs_csv=pairs, phenotypes_csv=ph, workdir=tmp_path / "work", out_dir=tmp_path / "out",
-                         seeds=(0, 1), arms=("chance", "criteria", "random-init", "echo-tower", "mean", "attention",
-                                             "supervised"),
-                         settings=EvalSettings(knn_k=3))
+                         seeds=(0, 1), arms=("chance", "criteria", "random-init", "ssl", "echo-tower", "mean",
+                                             "attention", "supervised"),
+                         settings=EvalSettings(knn_k=3), context={"real_ecgs": REAL_CONTEXT})
     result = run_benchmark(spec, BenchmarkSteps(store=store, index=index, train=train, train_supervised=supervised,
-                                                pretrain_tower=pretrain_tower, tower_studies=tower_studies))
+                                                pretrain_tower=pretrain_tower, tower_studies=tower_studies,
+                                                train_ssl=train_ssl, probe_real_ecgs=probe))
     assert trained == [("mean", 0), ("mean", 1), ("attention", 0), ("attention", 1)]
     assert towers == [0, 1]  # one tower per seed, shared by the alignment arms and the tower arm
     res = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -275,7 +282,7 @@ def test_run_benchmark_with_injected_steps_writes_report(tmp_path):
     # the fake index makes every test ECG's paired study its nearest neighbour
     assert att["mean_sd"]["retrieval"]["ecg_to_echo"]["exact"]["recall@1"] == [1.0, 0.0]
     assert att["per_seed"][0]["retrieval"]["ecg_to_echo"]["exact"]["n_queries"] == res["splits"]["test"]["pairs"]
-    assert set(res["arms"]["supervised"]["mean_sd"]) == {"classification"}
+    assert set(res["arms"]["supervised"]["mean_sd"]) == {"classification", "feature_extractor"}
     assert res["arms"]["chance"]["mean_sd"]["classification"]["prior"]["lvef_le45"]["auroc"] == [0.5, 0.0]
     assert att["runs"][0]["gallery_studies"] == res["splits"]["test"]["studies"]
     assert att["runs"][0]["archive_studies"] == res["splits"]["train"]["studies"] + res["splits"]["val"]["studies"]
@@ -307,6 +314,7 @@ def test_run_benchmark_with_injected_steps_writes_report(tmp_path):
             direction.pop("wall_motion", None)
     assert "Not computed: the phenotype CSV carries no `wmsi` or `territory` column." in render_markdown(res)
     _check_criteria_arm(result, res, md, pairs, ph)
+    _check_feature_extractors(res, md, pairs, ph, probe)
     for name in ("roc_lvef_le45.png", "recall_at_k.png", "lvef_pred_vs_true.png"):
         assert (tmp_path / "out" / name).read_bytes()[:4] == b"\x89PNG"
     assert len(result.out_files) == 5
@@ -325,7 +333,7 @@ def _check_criteria_arm(result, res, md, pairs, ph):
 
     crit = res["arms"]["criteria"]
     assert crit["seeds"] == [0] and crit["label"] == "Clinical ECG criteria (no e2r)"
-    assert set(crit["mean_sd"]) == {"classification"}
+    assert set(crit["mean_sd"]) == {"classification", "feature_extractor"}
     cls = crit["per_seed"][0]["classification"]
     assert set(cls) == {"logistic", "sokolow_lyon", "cornell"} and set(cls["cornell"]) == {"lvh"}
     assert crit["runs"][0]["features"] == {"lvh": ["sokolow_lyon_mv", "cornell_mv"], "le45": ["qrs_ms", "lbbb"]}
@@ -347,6 +355,97 @@ def _check_criteria_arm(result, res, md, pairs, ph):
     assert crit["per_seed"][0]["classification"]["logistic"]["lvef_class"]["auroc_macro"] is None  # NaN: n/a
     assert "| Clinical ECG criteria (no e2r) | Sokolow-Lyon voltage as the LVH score (no fit) |" in md
     assert "Clinical ECG criteria: Sokolow-Lyon" in md
+
+
+def _graphless_bundle(seed: int, out_dir: Path) -> Path:
+    """A seeded untrained tiny bundle without the ONNX graph (the export is most of a bundle's cost)."""
+    import torch
+
+    from e2r.bundle import save_bundle
+    from e2r.models import Echo2ECG
+    from e2r.presets import get_preset
+
+    torch.manual_seed(seed)
+    save_bundle(Echo2ECG(get_preset("tiny")).eval(), out_dir, {"random_init": True, "seed": seed}, {}, ecg_graph=False)
+    return out_dir
+
+
+REAL_CONTEXT = {"title": "real", "source": "/data/ptbxl/ptbxl_database.csv", "format": "ptbxl", "listed": 40,
+                "lvh_labelled": 40, "lvh_positives": 10, "bootstrap": 1000, "seed": 0}
+
+
+class FakeRealProbe:
+    """BenchmarkSteps.probe_real_ecgs without real ECGs: records who asked, answers fixed figures."""
+
+    def __init__(self):
+        self.calls: list[str] = []
+
+    def bundle(self, model_dir):
+        self.calls.append(Path(model_dir).name)
+        return self._entry(0.6 + 0.1 * len(self.calls) % 0.3)
+
+    def criteria(self):
+        self.calls.append("criteria")
+        return self._entry(0.9)
+
+    @staticmethod
+    def _entry(auc):
+        return {"vectors": "fake", "left_out": 0, "wall_s": 0.0, "targets": {
+            "lvh": {"name": "LVH", "auroc": auc, "ci_low": auc - 0.1, "ci_high": min(1.0, auc + 0.05), "positives": 10,
+                    "negatives": 30, "split": "repeated_kfold"},
+            "mi": {"name": "MI (vs NORM)", "auroc": None, "ci_low": None, "ci_high": None, "positives": 2,
+                   "negatives": 30, "note": "cannot be scored: 2 positive", "split": None}}}
+
+
+def _check_feature_extractors(res, md, pairs, ph, probe):
+    """Every arm that reads ECGs scored as a feature extractor; the SSL arm only so, and said so; the
+    kNN probe of one arm against a direct scikit-learn fit on the same features; the real-ECG probe."""
+    from sklearn.metrics import roc_auc_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from e2r.bundle import load_model
+    from e2r.ecg import read_for_model
+    from e2r.encode import encode_ecg_features
+
+    arms = res["arms"]
+    assert set(arms["ssl"]["mean_sd"]) == {"feature_extractor"} and arms["ssl"]["label"] == "ECG-only SSL (SimCLR)"
+    for arm in ("criteria", "random-init", "ssl", "mean", "attention", "supervised"):
+        fx = arms[arm]["mean_sd"]["feature_extractor"]
+        for probe_name in ("knn", "linear"):
+            for key, metric in (("lvef_le45", "auroc"), ("lvh", "auroc"), ("lvef_class", "auroc_macro")):
+                assert 0.0 <= fx[probe_name][key][metric][0] <= 1.0, (arm, probe_name, key)
+    for arm in ("chance", "echo-tower"):
+        assert "feature_extractor" not in arms[arm]["mean_sd"]
+    # the random-init arm's kNN probe, seed 0, by hand on its pooled features
+    splits = read_splits(pairs, ph)
+    loaded = load_model(arms["random-init"]["runs"][0]["model_dir"])
+    feats = {s: encode_ecg_features(loaded, [read_for_model(r.ecg_path, loaded.preset.ecg_preprocess)[1]
+                                             for r in splits.ecg_rows(s)])[0] for s in ("train", "test")}
+    truth = {s: truth_of([splits.phenotypes[r.study_uid] for r in splits.ecg_rows(s)]) for s in ("train", "test")}
+    knn = KNeighborsClassifier(5, metric="cosine", algorithm="brute").fit(feats["train"], truth["train"]["le45"])
+    want = roc_auc_score(truth["test"]["le45"], knn.predict_proba(feats["test"])[:, 1])
+    assert arms["random-init"]["per_seed"][0]["feature_extractor"]["knn"]["lvef_le45"]["auroc"] == pytest.approx(want)
+    # the report: the table, and the SSL arm's absence from the retrieval tables said
+    assert "## The ECG encoder as a feature extractor: kNN and linear probes" in md
+    assert "| ECG-only SSL (SimCLR) | kNN, k=5 (the paper's) |" in md
+    assert "| Supervised ECG->phenotype (ceiling) | linear (logistic, C on val) |" in md
+    assert "ECG-only SSL (SimCLR): no echo side" in md
+    retrieval = md.split("## Retrieval: ECG -> echo study, exact pair relevance")[1].split("## ")[0]
+    assert "ECG-only SSL" not in retrieval and "Echo2ECG (attention pooling)" in retrieval
+    assert "Not in this table (no ECG vectors): Chance, Echo tower alone (echo -> echo)." in md
+    claims_ = {c["check"] for c in res["claims"]}
+    for other in ("ssl", "random-init"):
+        for name in ("LVEF<=45 AUROC, knn probe", "LVH AUROC, linear probe"):
+            assert f"attention > {other}: {name} on the ECG features" in claims_
+    # the linear probe on real ECGs: every arm that reads ECGs, the criteria once
+    assert probe.calls.count("criteria") == 1
+    assert sorted(c for c in probe.calls if c != "criteria") == sorted(
+        [f"{a}-seed{s}" for a in ("random-init", "ssl", "mean", "attention") for s in (0, 1)] + ["encoder", "encoder"])
+    real = res["real_ecgs"]["probe"]
+    assert set(real) == {"criteria", "random-init", "ssl", "mean", "attention", "supervised"}
+    assert real["criteria"]["auroc"] == {"lvh": [0.9, 0.0], "mi": None}
+    assert "### Linear probe on the real ECGs" in md
+    assert "| Clinical ECG criteria (no e2r) | 0.900 ± 0.000 | 0.900 [0.80-0.95] | n/a | n/a (cannot be scored: 2 positive) |" in md
 
 
 def test_claims_check_the_targets_and_the_seed_spread():

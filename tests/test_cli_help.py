@@ -21,7 +21,8 @@ def _command_names() -> list[str]:
     return sorted(group.commands)
 
 
-EXPECTED = {"demo", "synth", "synth-report", "pair", "phenotypes", "train-echo", "train", "index", "search", "embed", "serve", "eval", "inspect"}
+EXPECTED = {"demo", "synth", "synth-report", "pair", "phenotypes", "train-echo", "train", "export-onnx", "index", "search",
+            "embed", "serve", "eval", "inspect"}
 
 
 def test_every_command_has_help_text_and_options_help():

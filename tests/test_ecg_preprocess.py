@@ -17,16 +17,20 @@ from e2r.ecg.preprocess import (
     ECGPreprocessConfig,
     PreprocessedECG,
     _als_baseline,
+    check_amplitude,
     fill_nan,
     filter_noise,
     fix_window,
+    lead_amplitudes_mv,
+    lead_groups_logscale,
     normalise_lead_groups,
     preprocess_ecg,
     remove_baseline,
     resample,
     robust_clip,
+    softclip_mv,
 )
-from e2r.errors import ConfigError
+from e2r.errors import ConfigError, ECGAmplitudeError
 
 SHARED_ECG = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ecg"
 
@@ -332,3 +336,113 @@ def test_real_records_preprocess_and_default_clip_spares_real_peaks():
         windowed, _, _ = fix_window(resample(fill_nan(record.signal), record.fs, cfg.fs), cfg.n_samples)
         clipped = robust_clip(windowed, cfg.clip, cfg.clip_k, cfg.clip_quantile)
         np.testing.assert_array_equal(clipped, windowed, err_msg=f"{header.name}: real peaks clipped")
+
+
+# ---------------------------------------------------------------- amplitude-keeping inputs
+
+
+def _baseline_free(x: np.ndarray, cfg: ECGPreprocessConfig) -> np.ndarray:
+    """The chain up to normalisation (what the normalisers and the amplitude check see), in mV."""
+    x = robust_clip(fill_nan(x), cfg.clip, cfg.clip_k, cfg.clip_quantile)
+    return remove_baseline(x, cfg.fs, cfg.baseline, cfg.baseline_cutoff_hz, cfg.als_lam, cfg.als_p, cfg.als_iter)
+
+
+def test_softclip_mv_is_linear_near_zero_and_bounded():
+    x = np.array([[0.0, 0.1, -0.1, 1.0, 3.0, 10.0, -1e6]])
+    y = softclip_mv(x, unit_mv=1.0, bound_mv=5.0)
+    np.testing.assert_allclose(y, 5.0 * np.tanh(x / 5.0))  # the docstring's formula
+    assert y[0, 1] == pytest.approx(0.1, rel=1e-3) and y[0, 4] == pytest.approx(2.68, abs=0.01)
+    assert y[0, 5] == pytest.approx(4.82, abs=0.01) and y[0, -1] == pytest.approx(-5.0)
+    assert np.all(np.diff(y[0, [6, 0, 1, 3, 4, 5]]) > 0)  # order of amplitudes kept
+    np.testing.assert_allclose(softclip_mv(x[:, :3], unit_mv=0.5), 2 * x[:, :3], rtol=1e-3)
+
+
+def test_logscale_is_the_papers_zscore_times_a_bounded_compressed_group_voltage():
+    x = spiky_ecg(250, 10, seed=3)
+    groups = (3, 6, 12)
+    paper = normalise_lead_groups(x, "lead_groups", groups)
+    np.testing.assert_allclose(lead_groups_logscale(x, groups, power=0.0), paper, atol=1e-12)
+    out = lead_groups_logscale(x, groups, ref_mv=1.0, power=0.5, max_ratio=4.0)
+    for start, end in zip((0, 3), groups):  # one factor per group, computed as the docstring says
+        height = np.quantile(np.abs(x[start:end]), 0.99)
+        factor = np.exp(0.5 * np.log(4.0) * np.tanh(np.log(height) / np.log(4.0)))
+        np.testing.assert_allclose(out[start:end], paper[start:end] * factor, rtol=1e-10)
+    # a 2x gain error moves the input by less than sqrt(2) (a fixed mV scale: 2x); z-score: not at all
+    ratio = np.abs(lead_groups_logscale(2 * x, groups)).mean() / np.abs(out).mean()
+    assert 1.1 < ratio <= np.sqrt(2) + 1e-9
+    np.testing.assert_allclose(normalise_lead_groups(2 * x, "lead_groups", groups), paper, atol=1e-9)
+    huge = lead_groups_logscale(1000 * x, groups)  # the factor saturates at max_ratio ** power = 2
+    np.testing.assert_allclose(huge, 2.0 * paper, rtol=1e-3)
+
+
+@pytest.mark.parametrize("mode", ["mv_softclip", "lead_groups_logscale"])
+def test_amplitude_modes_keep_voltage_the_papers_recipe_divides_away(mode):
+    x = spiky_ecg(500, 10, seed=4)
+    cfg = ECGPreprocessConfig(normalise=mode)
+    small, tall = (preprocess_ecg(make_record(k * x, 500.0), cfg).signal for k in (1.0, 1.5))
+    assert small.shape == tall.shape == (12, 2500)
+    assert 1.1 < np.abs(tall).mean() / np.abs(small).mean() < 1.6  # a 1.5x taller ECG reads taller
+    paper = ECGPreprocessConfig()
+    np.testing.assert_allclose(preprocess_ecg(make_record(1.5 * x, 500.0), paper).signal,
+                               preprocess_ecg(make_record(x, 500.0), paper).signal, atol=1e-4)
+    assert cfg.keeps_amplitude and not paper.keeps_amplitude and mode in cfg.describe()
+
+
+@pytest.mark.parametrize("gain, needle", [(1000.0, "beyond the +/-10 mV"), (0.001, "no lead reaches 0.05 mV")])
+@pytest.mark.parametrize("mode", ["lead_groups", "mv_softclip"])
+def test_an_implausible_amplitude_is_refused_naming_file_lead_and_mv(gain, needle, mode):
+    x = spiky_ecg(500, 10, seed=5)
+    record = dataclasses.replace(make_record(gain * x, 500.0), path="/data/ecg/rec042")
+    with pytest.raises(ECGAmplitudeError) as info:
+        preprocess_ecg(record, ECGPreprocessConfig(normalise=mode))
+    msg = str(info.value)
+    assert msg.startswith("/data/ecg/rec042: ") and needle in msg and "\n" not in msg
+    assert "does not rescale" in msg and " mV" in msg
+    cfg = ECGPreprocessConfig()
+    height, span = lead_amplitudes_mv(_baseline_free(resample(gain * x, 500.0, cfg.fs), cfg))
+    lead = CANONICAL_LEADS[int(np.argmax(height if gain > 1 else span))]
+    assert f"lead {lead}" in msg
+    off = ECGPreprocessConfig(normalise=mode, max_qrs_mv=None, min_peak_to_peak_mv=None)
+    assert np.isfinite(preprocess_ecg(record, off).signal).all()  # the check can be switched off
+
+
+def test_one_artefact_spike_or_a_dead_lead_is_not_a_refusal():
+    x = spiky_ecg(500, 10, seed=6)
+    x[9, 2481:2490] = -11.0  # PTB-XL record 421's V4 artefact: an 11 mV spike of a few samples
+    x[4] = 0.0  # a dead lead
+    out = preprocess_ecg(make_record(x, 500.0), ECGPreprocessConfig(normalise="mv_softclip"))
+    assert np.isfinite(out.signal).all() and np.abs(out.signal).max() < 5.0
+    check_amplitude(np.zeros((12, 10)) + 0.01 * np.arange(10), CANONICAL_LEADS, "mem", min_peak_to_peak_mv=None)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("amplitude_unit_mv", 0.0), ("amplitude_bound_mv", -1.0), ("scale_ref_mv", 0.0), ("scale_power", 1.5),
+    ("scale_max_ratio", 1.0), ("max_qrs_mv", 0.0), ("min_peak_to_peak_mv", float("nan")), ("min_peak_to_peak_mv", 20.0),
+])
+def test_amplitude_settings_are_validated(field, value):
+    with pytest.raises(ConfigError) as info:
+        dataclasses.replace(ECGPreprocessConfig(), **{field: value}).validate()
+    assert f"ecg_preprocess.{field}={value!r}" in str(info.value)
+
+
+def test_a_config_of_an_older_bundle_reads_with_the_checks_and_the_papers_recipe():
+    old = {k: v for k, v in dataclasses.asdict(ECGPreprocessConfig()).items()
+           if k not in ("amplitude_unit_mv", "amplitude_bound_mv", "scale_ref_mv", "scale_power", "scale_max_ratio",
+                        "max_qrs_mv", "min_peak_to_peak_mv")}
+    cfg = ECGPreprocessConfig(**old)
+    assert cfg == ECGPreprocessConfig() and cfg.normalise == "lead_groups" and cfg.max_qrs_mv == 10.0
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not SHARED_ECG.is_dir(), reason="../shared/data/ecg not present")
+def test_no_real_record_is_refused_and_every_mode_gives_finite_input():
+    """Every real record in ../shared/data/ecg (PTB-XL's 500 at 500 Hz, CinC, PTB) passes the
+    amplitude check, which runs before normalisation and so is the same for every mode."""
+    headers = sorted(h for h in SHARED_ECG.rglob("*.hea") if "records100" not in h.parts)
+    cfg = ECGPreprocessConfig(fs=100.0)
+    inputs = [preprocess_ecg(read_ecg(h), cfg) for h in headers]  # raises on a refusal
+    assert len(inputs) == len(headers) >= 21
+    for mode in ("mv_softclip", "lead_groups_logscale"):
+        for h in headers[:: max(1, len(headers) // 25)]:
+            out = preprocess_ecg(read_ecg(h), dataclasses.replace(cfg, normalise=mode))
+            assert np.isfinite(out.signal).all() and np.abs(out.signal).max() < 50, h.name

@@ -103,7 +103,7 @@ def test_quick_benchmark_end_to_end(tmp_path):
                                  "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
-    assert list(doc["arms"]) == ["chance", "criteria", "random-init", "echo-tower", "single-view", "mean",
+    assert list(doc["arms"]) == ["chance", "criteria", "random-init", "ssl", "echo-tower", "single-view", "mean",
                                  "attention", "supervised"]
     assert "logistic" in doc["arms"]["criteria"]["mean_sd"]["classification"]
     assert doc["synthetic"] is True and doc["spec"]["seeds"] == [0]
@@ -114,7 +114,7 @@ def test_quick_benchmark_end_to_end(tmp_path):
         assert doc["arms"][arm]["runs"][0]["index"]["total_in_collection"] == doc["arms"][arm]["runs"][0]["index"]["studies_found"]
     sup = doc["arms"]["supervised"]["mean_sd"]["classification"]["direct"]
     assert 0 <= sup["lvef_class"]["auroc_macro"][0] <= 1
-    assert len(doc["claims"]) == 13  # 12 + attention > single-view on the paper's LVEF mAP
+    assert len(doc["claims"]) == 21  # 12 + attention > single-view on the paper's LVEF mAP + 8 as a feature extractor
     tower = doc["arms"]["echo-tower"]
     assert tower["runs"][0]["tower"]["val_mean_r"] is not None
     assert "echo_knn" in tower["mean_sd"]["classification"]
@@ -125,6 +125,50 @@ def test_quick_benchmark_end_to_end(tmp_path):
     assert "synthetic phantom cohort" in report and "Supervised ECG->phenotype (ceiling)" in report
     assert "Echo tower alone (echo -> echo)" in report
     assert all((out / p).is_file() for p in doc["plots"])
+    _check_real_ecgs(doc, report)
+    _check_feature_extractors(doc, report)
+
+
+def _check_feature_extractors(doc: dict, report: str) -> None:
+    """The SSL arm trained and scored as a feature extractor only; every arm that reads ECGs in the
+    probes' table; the linear probe on the real records when they are there."""
+    from e2r.bundle import load_model
+    from queries.eval.real_ecgs import DEFAULT_REAL_ECGS
+
+    ssl = doc["arms"]["ssl"]
+    assert set(ssl["mean_sd"]) == {"feature_extractor"} and ssl["runs"][0]["train"]["epochs"] == 2
+    assert load_model(ssl["runs"][0]["model_dir"]).meta["train_config"]["objective"] == "simclr"
+    for arm in ("criteria", "random-init", "ssl", "single-view", "mean", "attention", "supervised"):
+        for probe in ("knn", "linear"):
+            block = doc["arms"][arm]["mean_sd"]["feature_extractor"][probe]
+            assert 0 <= block["lvef_le45"]["auroc"][0] <= 1 and block["lvh"]["n"][0] > 0, (arm, probe)
+    assert "## The ECG encoder as a feature extractor: kNN and linear probes" in report
+    assert "ECG-only SSL (SimCLR): no echo side" in report
+    if DEFAULT_REAL_ECGS.is_dir():
+        probe = doc["real_ecgs"]["probe"]
+        assert set(probe) == {"criteria", "random-init", "ssl", "single-view", "mean", "attention", "supervised"}
+        for arm in probe.values():
+            lvh = arm["per_seed"][0]["targets"]["lvh"]
+            assert (lvh["positives"], lvh["name"]) == (35, "LVH") and 0 <= lvh["ci_low"] <= lvh["auroc"] <= 1
+        assert "### Linear probe on the real ECGs" in report
+
+
+def _check_real_ecgs(doc: dict, report: str) -> None:
+    """Every embedding arm's kNN P(LVH) on the real PTB-XL records, or the note saying why not."""
+    from queries.eval.real_ecgs import DEFAULT_REAL_ECGS, REAL_ECGS_TITLE
+
+    real = doc["real_ecgs"]
+    assert real["title"] == REAL_ECGS_TITLE and f"## {REAL_ECGS_TITLE}" in report
+    if not DEFAULT_REAL_ECGS.is_dir():
+        assert real["note"].startswith("Not scored") and not real.get("arms")
+        return
+    assert set(real["arms"]) == {"random-init", "single-view", "mean", "attention"}
+    assert (real["listed"], real["lvh_positives"]) == (500, 35)
+    for arm in real["arms"].values():
+        run = arm["per_seed"][0]
+        assert run["scored"] == 500 and run["ecgs"]["skipped"] == {}
+        assert 0 <= run["ci_low"] <= run["auroc"] <= run["ci_high"] <= 1
+    assert real["criteria"]["sokolow_lyon"]["positives"] == 35
 
 
 def test_a_corrupt_cohort_manifest_is_one_clear_error(tmp_path):

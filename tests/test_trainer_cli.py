@@ -34,6 +34,7 @@ def test_help_explains_the_command():
     (["--aggregation", "max"], "--aggregation max"),
     (["--device", "gpu"], "--device gpu"),
     (["--min-pairs", "1"], "--min-pairs 1"),
+    (["--ecg-normalise", "zscore"], "--ecg-normalise zscore"),
 ])
 def test_bad_flag_values_name_the_flag(cohort, tmp_path, args, flag):
     res = runner.invoke(app, ["train", "--data", str(cohort), "--out", str(tmp_path / "m"), *args])
@@ -66,6 +67,8 @@ def test_train_table_then_resume_json(cohort, tmp_path):
                  "val phenotype-aware mAP", "val kNN AUROC LVEF<=45 / LVH", "bundle hash"):
         assert item in res.output
     assert (out / "bundle.json").exists()
+    graph = json.loads((out / "bundle.json").read_text())["ecg_graph"]  # e2r train writes the ECG graph, checked
+    assert (out / graph["file"]).is_file() and graph["max_abs_diff"] <= 1e-4
     res = runner.invoke(app, [*common, "--resume", "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
@@ -87,6 +90,22 @@ def test_freeze_echo_and_temperature_flags_reach_the_bundle(cohort, tmp_path):
     loaded = load_model(out)
     assert loaded.preset.echo.frozen and loaded.model.video_encoder_frozen
     assert abs(loaded.preset.temperature - 0.2) < 1e-9
+
+
+def test_ecg_normalise_reaches_the_bundle_and_resume_keeps_it(cohort, tmp_path):
+    from e2r.bundle import load_model
+
+    out = tmp_path / "mv"
+    common = ["train", "--data", str(cohort), "--out", str(out), "--cache-dir", str(tmp_path / "c"),
+              "--epochs", "1", "--batch-size", "4", "--min-pairs", "4", "--quiet"]
+    res = runner.invoke(app, [*common, "--ecg-normalise", "lead_groups_logscale"])
+    assert res.exit_code == 0, res.output
+    loaded = load_model(out)
+    assert loaded.preset.ecg_preprocess.normalise == "lead_groups_logscale"
+    assert loaded.meta["preprocessing"]["ecg"]["normalise"] == "lead_groups_logscale"
+    assert loaded.meta["train_config"]["ecg_normalise"] == "lead_groups_logscale"
+    res = runner.invoke(app, [*common, "--resume"])  # the checkpoint's input differs from the preset's
+    assert res.exit_code == 1 and "Error: --resume" in res.output and "--ecg-normalise" in res.output
 
 
 def test_missing_weight_file_is_one_line(cohort, tmp_path):

@@ -41,6 +41,8 @@ def model_preset(config: TrainConfig, preset: Any = None) -> tuple[Any, Any]:
         over["aggregation__mode"] = config.aggregation
     if config.temperature is not None:
         over["temperature"] = config.temperature
+    if config.ecg_normalise and config.ecg_normalise != preset.ecg_preprocess.normalise:
+        over["ecg_preprocess__normalise"] = config.ecg_normalise
     if config.ecg_weights:
         over["ecg__weights"] = config.ecg_weights
     source = None

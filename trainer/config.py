@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from e2r.ecg.preprocess import NORMALISE_MODES
 from e2r.errors import ConfigError
 from trainer.augment import AugmentConfig
 
@@ -49,6 +50,7 @@ class TrainConfig:
     echo_encoder: Optional[str] = None # frozen echo tower folder (e2r train-echo) or EchoPrime weight file
     freeze_echo: bool = False          # freeze e2r's own (untrained) video encoder
     temperature: Optional[float] = None  # InfoNCE temperature override (None: the preset's)
+    ecg_normalise: Optional[str] = None  # ECG input normalisation override (e2r.ecg.preprocess.NORMALISE_MODES)
     ecg_weights: Optional[str] = None  # OTiS ECG encoder weights to start from
     select_metric: Optional[str] = None  # validation key that picks the best epoch (None: the task's)
 
@@ -74,6 +76,8 @@ class TrainConfig:
              self.aggregation, f"must be one of {', '.join(AGGREGATIONS)}"),
             (self.temperature is None or self.temperature > 0, "--temperature", self.temperature,
              "must be > 0"),
+            (self.ecg_normalise is None or self.ecg_normalise in NORMALISE_MODES, "--ecg-normalise",
+             self.ecg_normalise, f"must be one of {', '.join(NORMALISE_MODES)}"),
             (self.select_metric is None or self.select_metric.startswith("val_"), "--select-metric",
              self.select_metric, "must name a validation figure (val_...)"),
         ]

@@ -282,7 +282,7 @@ def _check_resumable(ckpt: dict[str, Any], config: TrainConfig, task: Task) -> N
                           f"not {task.name}; use a new --out")
     for name, flag in (("preset", "--preset"), ("aggregation", "--aggregation"),
                        ("batch_size", "--batch-size"), ("echo_encoder", "--echo-encoder"),
-                       ("temperature", "--temperature")):
+                       ("temperature", "--temperature"), ("ecg_normalise", "--ecg-normalise")):
         if old.get(name) != getattr(config, name):
             raise ConfigError(f"--resume: the checkpoint was trained with {flag} {old.get(name)}, "
                               f"not {getattr(config, name)}; use the same value or a new --out")

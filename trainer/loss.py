@@ -1,4 +1,7 @@
-"""Symmetric InfoNCE (CLIP) loss between ECG and echo-study embeddings.
+"""Contrastive losses: symmetric InfoNCE (CLIP) between ECG and echo-study embeddings, and NT-Xent
+(SimCLR) between two augmented views of one ECG (the ECG-only SSL arm, trainer.ssl).
+
+CLIP:
 
     logits = scale * ecg @ echo.T          # (B, B), row i's positive is column i
     loss   = (CE(logits, arange) + CE(logits.T, arange)) / 2
@@ -31,3 +34,31 @@ class ClipLoss(nn.Module):
         logits = logit_scale.float().exp() * ecg @ echo.T  # (B, B)
         labels = torch.arange(logits.shape[0], device=logits.device)
         return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+class NTXentLoss(nn.Module):
+    """SimCLR's NT-Xent loss between two augmented views of the same N items.
+
+        z      = cat(a, b)                        # (2N, D), row i and row i+N are views of item i
+        logits = scale * z @ z.T, diagonal = -inf  # an embedding is not its own candidate
+        loss   = mean_i CE(logits[i], partner(i))  # partner(i) = i+N for i < N, i-N otherwise
+
+    Each view's negatives are the other 2N-2 embeddings of the (global, under DDP) batch; the
+    temperature is 1 / exp(logit_scale), the model's, as for ClipLoss.
+    """
+
+    def __init__(self, gather: bool = True):
+        super().__init__()
+        self.gather = gather
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+        """a, b: (N, D) L2-normalised local embeddings of the two views; returns the scalar global loss."""
+        if self.gather:
+            a, b = gather_with_grad(a), gather_with_grad(b)  # (N_global, D)
+        z = torch.cat([a.float(), b.float()])  # (2N, D)
+        n = a.shape[0]
+        logits = logit_scale.float().exp() * z @ z.T  # (2N, 2N)
+        self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
+        logits = logits.masked_fill(self_mask, float("-inf"))
+        partner = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)  # (2N,)
+        return F.cross_entropy(logits, partner)

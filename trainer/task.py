@@ -2,8 +2,9 @@
 
 Subclasses: trainer.align.AlignTask (CLIP alignment of ECG and echo study), trainer.echo_pretrain.
 EchoTowerTask (per-video phenotype regression), trainer.supervised.SupervisedTask (ECG ->
-phenotypes, the benchmark's ceiling). Each step takes a batch dict and returns named losses
-({"loss": scalar with grad, ...}); the loop owns everything else.
+phenotypes, the benchmark's ceiling), trainer.ssl.SSLTask (SimCLR on the ECG alone, its unimodal
+baseline). Each step takes a batch dict and returns named losses ({"loss": scalar with grad, ...});
+the loop owns everything else.
 """
 
 from __future__ import annotations

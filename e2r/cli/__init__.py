@@ -30,6 +30,7 @@ _COMMAND_MODULES = (
     "phenotypes_cmd",
     "train_echo_cmd",
     "train_cmd",
+    "export_cmd",
     "index_cmd",
     "search_cmd",
     "embed_cmd",

@@ -53,6 +53,14 @@ GroupByOpt = typer.Option(
          "folder name is the study key, e.g. MIMIC-IV-ECHO's s<study_id>; use it everywhere once `e2r pair` says the "
          "UIDs are not one per folder).")
 QuietOpt = typer.Option(False, "--quiet", help="No progress bars.")
+# The ECG input of a trained model (train, eval --benchmark); the choices are
+# e2r.ecg.preprocess.NORMALISE_MODES, spelled out here so that `--help` imports nothing.
+EcgNormaliseOpt = typer.Option(
+    None, "--ecg-normalise",
+    help="ECG input normalisation (default: the preset's, lead_groups): lead_groups (the paper's z-score per lead "
+         "group), mv_softclip (mV on a fixed scale, tanh soft limit at 5 mV), lead_groups_logscale (the z-score times "
+         "each group's compressed voltage), lead, record or none (mV as is). The bundle records it; index, search and "
+         "embed use the bundle's.")
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -64,6 +72,14 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except E2RError as err:
             typer.echo(f"Error: {err}", err=True)
+            raise typer.Exit(1) from None
+        except ModuleNotFoundError as err:
+            if err.name != "torch":
+                raise
+            # The serving install (pyproject's serve-onnx group) leaves torch out on purpose.
+            typer.echo("Error: this command needs torch, which this install of e2r leaves out (the serving "
+                       "install runs search, serve, embed and eval --ecg-labels on a bundle with an ONNX graph); "
+                       "install e2r with torch (pip install e2r) to run it", err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             typer.echo("Interrupted; work done so far is kept.", err=True)

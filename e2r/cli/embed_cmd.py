@@ -32,10 +32,10 @@ def embed(
     Unreadable ECGs are skipped and listed with their reason in OUT.errors.csv. A re-run reuses the
     rows whose files and model have not changed, so a large set can be embedded in pieces.
     """
-    from e2r.bundle import load_model
+    from e2r.bundle import load_ecg_encoder
     from e2r.embed import write_embeddings
 
-    loaded = load_model(model)
+    loaded = load_ecg_encoder(model)
     summary = write_embeddings(ecgs, loaded, out, batch_size=batch_size, overwrite=overwrite,
                                progress=not as_json)
     if as_json:

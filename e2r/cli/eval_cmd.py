@@ -14,7 +14,10 @@ from typing import Any, Optional
 
 import typer
 
-from e2r.cli.common import ApiKeyOpt, CollectionOpt, DataDirOpt, GroupByOpt, JsonOpt, QdrantUrlOpt, handle_errors, print_json, print_table
+from e2r.cli.common import (
+    ApiKeyOpt, CollectionOpt, DataDirOpt, EcgNormaliseOpt, GroupByOpt, JsonOpt, QdrantUrlOpt, handle_errors, print_json,
+    print_table,
+)
 from queries.eval.sizes import DEFAULT, QUICK
 
 
@@ -29,6 +32,9 @@ def eval_command(
     patients: Optional[int] = typer.Option(None, "--patients", help=f"Phantom patients (default {DEFAULT.patients}, --quick {QUICK.patients})."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help=f"Training epochs of every trained arm (default {DEFAULT.epochs}, --quick {QUICK.epochs})."),
     preset: str = typer.Option("tiny", "--preset", help="Model preset of the benchmark's arms (tiny on CPU; base on a GPU)."),
+    ecg_normalise: Optional[str] = EcgNormaliseOpt,
+    real_ecgs: Optional[Path] = typer.Option(None, "--real-ecgs", help="--benchmark: real labelled ECGs (PTB-XL's folder, a CinC folder or a labels CSV) scored against every arm's phantom index (default ../shared/data/ecg/ptbxl when it is there)."),
+    no_real_ecgs: bool = typer.Option(False, "--no-real-ecgs", help="--benchmark: leave the real labelled ECGs out."),
     cohort: Optional[Path] = typer.Option(None, "--cohort", help="Use this phantom cohort folder instead of generating one in --workdir."),
     workdir: Path = typer.Option(Path("e2r-bench"), "--workdir", help="Benchmark folder: cohort, models, caches, store (reused on re-runs)."),
     model: Optional[Path] = typer.Option(None, "--model", help="Evaluate this model bundle on your own paired data (with --pairs)."),
@@ -71,6 +77,9 @@ def eval_command(
     if ecg_labels is not None:
         if benchmark or pairs is not None:
             raise ConfigError("--ecg-labels scores an existing index; drop --benchmark / --pairs")
+        if ecg_normalise or real_ecgs or no_real_ecgs:
+            raise ConfigError("--ecg-normalise / --real-ecgs belong to --benchmark; --ecg-labels uses the index's "
+                              "model and its ECG input")
         if protocol not in ("cross-modal", "knn", "linear"):
             raise ConfigError(f"--protocol {protocol}: choose one of cross-modal, knn, linear")
         if protocol != "cross-modal":
@@ -92,10 +101,14 @@ def eval_command(
 
     if benchmark:
         size = QUICK if quick else DEFAULT
+        if real_ecgs is not None and no_real_ecgs:
+            raise ConfigError("choose one: --real-ecgs DIR or --no-real-ecgs")
         result = run_phantom_benchmark(size, seeds, patients, epochs, preset, cohort, workdir, out, data_dir,
-                                        qdrant_url, api_key, say, command, progress=not as_json)
+                                        qdrant_url, api_key, say, command, progress=not as_json,
+                                        ecg_normalise=ecg_normalise, real_ecgs=real_ecgs, score_real=not no_real_ecgs)
     else:
-        for flag, value in (("--quick", quick), ("--cohort", cohort)):
+        for flag, value in (("--quick", quick), ("--cohort", cohort), ("--ecg-normalise", ecg_normalise),
+                            ("--real-ecgs", real_ecgs), ("--no-real-ecgs", no_real_ecgs)):
             if value:
                 raise ConfigError(f"{flag} belongs to --benchmark; drop it when evaluating --model")
         if pairs is None:
@@ -128,9 +141,9 @@ def _eval_labels(labels_path: Path, fmt: Optional[str], folds: str, n_boot: int,
     with open_cli_store(data_dir, qdrant_url, api_key) as store:
         loaded = None
         if model is not None:
-            from e2r.bundle import load_model
+            from e2r.bundle import load_ecg_encoder
 
-            loaded = load_model(model)
+            loaded = load_ecg_encoder(model)
         searcher = Searcher(store, collection, model=loaded)
         result = run_labelled_eval(searcher, labels, out, k=k, n_boot=n_boot, progress=not as_json, say=say)
     res = result.results
@@ -165,11 +178,11 @@ def _eval_probe(labels_path: Path, fmt: Optional[str], folds: Optional[str], pro
         raise ConfigError(f"--bootstrap {n_boot} / --k {k}: must be at least 1")
     if k is not None and protocol == "linear":
         raise ConfigError("--k belongs to --protocol knn (or cross-modal); drop it for linear")
-    from e2r.bundle import load_model
+    from e2r.bundle import load_ecg_encoder
 
     labels = read_ecg_labels(labels_path, fmt, None)
     say = (lambda msg: None) if as_json else (lambda msg: typer.echo(msg, err=True))
-    result = run_probe_eval(labels, load_model(model), out, protocol, features, k or KNN_K, n_boot,
+    result = run_probe_eval(labels, load_ecg_encoder(model), out, protocol, features, k or KNN_K, n_boot,
                             progress=not as_json, say=say)
     res = result.results
     if as_json:
@@ -194,7 +207,7 @@ def _print_notes_and_counts(res: dict, out_files: list, lead: str, done: str) ->
 
 
 def _print_result(result: Any, as_json: bool) -> None:
-    from queries.eval.report import markdown_summary
+    from queries.eval.report import feature_summary, markdown_summary
 
     res = result.results
     if as_json:
@@ -202,6 +215,11 @@ def _print_result(result: Any, as_json: bool) -> None:
         return
     print_table(markdown_summary(res))
     typer.echo("")
+    features = feature_summary(res)
+    if features:
+        typer.echo("As a feature extractor (probes on the frozen ECG features of the test ECGs):")
+        print_table(features)
+        typer.echo("")
     for c in res.get("claims", []):
         verdict = {True: "holds", False: "does NOT hold", None: "not measured"}[c["holds"]]
         typer.echo(f"{c['check']}: {verdict}")

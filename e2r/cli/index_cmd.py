@@ -35,7 +35,7 @@ def index(
     replicas: Optional[int] = typer.Option(None, "--replicas", help="Qdrant server/cluster: replication factor of a new collection."),
     store_paths: bool = typer.Option(True, "--paths/--no-paths", help="Keep source file paths (relative to ARCHIVE) in the index; --no-paths when folder names carry patient IDs."),
     group_by: str = GroupByOpt,
-    stats: bool = typer.Option(False, "--stats", help="Show what is in the store (collections, counts, model, phenotype coverage) and exit."),
+    stats: bool = typer.Option(False, "--stats", help="Show what is in the store (collections, counts, model, its ECG preprocessing, phenotype coverage) and exit."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Embed every echo study of ARCHIVE with a model bundle and upsert it into Qdrant.
@@ -52,7 +52,8 @@ def index(
         if as_json:
             print_json(report)
         else:
-            print_table(report["collections"], ["name", "points", "with_phenotypes", "model_hash", "preset", "e2r_version"])
+            print_table(report["collections"], ["name", "points", "with_phenotypes", "model_hash", "preset",
+                                                "ecg_preprocess", "e2r_version"])
         return
     if archive is None or model is None:
         raise ConfigError("give ARCHIVE and --model MODEL_DIR (or --stats to see what is indexed)")

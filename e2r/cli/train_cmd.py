@@ -13,6 +13,7 @@ from e2r.cli.common import (
     DataDirOpt,
     DataOpt,
     DeviceOpt,
+    EcgNormaliseOpt,
     GroupByOpt,
     JsonOpt,
     QuietOpt,
@@ -53,6 +54,7 @@ def train(
     resume: bool = ResumeOpt,
     quiet: bool = QuietOpt,
     temperature: Optional[float] = typer.Option(None, "--temperature", help="InfoNCE temperature (default: the preset's)."),
+    ecg_normalise: Optional[str] = EcgNormaliseOpt,
     echo_encoder: Optional[Path] = typer.Option(None, "--echo-encoder", help="Frozen echo tower to align to: the --out folder of `e2r train-echo`, or an EchoPrime encoder weight file (.pt). Recommended: without it the video encoder starts random."),
     freeze_echo: bool = typer.Option(False, "--freeze-echo", help="Without --echo-encoder: freeze e2r's own (random-init) video encoder and cache its embeddings (an ablation)."),
     ecg_weights: Optional[Path] = typer.Option(None, "--ecg-weights", help="OTiS ECG encoder weights to start from."),
@@ -92,7 +94,7 @@ def train(
         min_pairs=min_pairs, max_videos_per_study=max_videos, resume=resume,
         augment=dataclasses.replace(AugmentConfig(), enabled=augment), progress=not quiet,
         echo_encoder=str(echo_encoder) if echo_encoder else None, freeze_echo=freeze_echo,
-        temperature=temperature, ecg_weights=str(ecg_weights) if ecg_weights else None,
+        temperature=temperature, ecg_normalise=ecg_normalise, ecg_weights=str(ecg_weights) if ecg_weights else None,
         phenotypes=str(phenotypes) if phenotypes else None, select_metric=select_metric)
     result = run_training(config)
     if result.bundle_hash is None:  # a non-zero torchrun rank: rank 0 reports

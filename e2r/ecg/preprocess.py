@@ -9,6 +9,14 @@ plus what their pipeline did offline: resampling to the model's rate and a fixed
 from the start of the record (their CropResizing(start_idx=0)). Short records are zero-padded
 after normalisation and the padding is reported. Each step is a small public function on plain
 (n_leads, T) arrays; `preprocess_ecg` chains them according to an `ECGPreprocessConfig`.
+
+The paper's z-score divides each group's voltage away, and voltage is the first ECG sign of left
+ventricular hypertrophy (Sokolow-Lyon, Cornell). Two choices keep it, with the model input's shape
+unchanged (12, N): "mv_softclip" (fixed mV scale, tanh soft limit; `softclip_mv`) and
+"lead_groups_logscale" (the paper's z-score times a compressed function of each group's voltage;
+`lead_groups_logscale`). Between baseline removal and normalisation every record's amplitude is
+checked (`check_amplitude`): a QRS beyond +/-10 mV or a record under 0.05 mV peak-to-peak is a
+gain or units error, refused with ECGAmplitudeError, never rescaled.
 """
 
 from __future__ import annotations
@@ -20,9 +28,18 @@ import numpy as np
 from scipy import linalg
 
 from e2r.ecg.record import ECGRecord, check_fs
-from e2r.errors import ConfigError
+from e2r.errors import ConfigError, ECGAmplitudeError
 
 _ALS_REFERENCE_FS = 500.0  # rate at which the paper's ALS lam was chosen (UK Biobank ECGs, 500 Hz)
+
+# ECGPreprocessConfig.normalise choices. The first is the paper's recipe (and the default).
+NORMALISE_MODES = ("lead_groups", "lead", "record", "none", "mv_softclip", "lead_groups_logscale")
+# The choices whose model input keeps the absolute voltage (in full or compressed).
+AMPLITUDE_MODES = ("none", "mv_softclip", "lead_groups_logscale")
+# The "QRS height" of a lead: this quantile of |signal| after baseline removal. It sits on the R/S
+# peaks of the typical beat (QRS takes ~10 % of a beat) while a few artefact samples cannot move
+# it: PTB-XL record 421 ("lead V4 shows artifact") has an 11 mV spike and a V4 QRS of ~4 mV.
+AMPLITUDE_QUANTILE = 0.99
 
 
 @dataclass(frozen=True)
@@ -48,8 +65,18 @@ class ECGPreprocessConfig:
     als_iter: int = 5  # ALS reweighting iterations (paper)
     notch_hz: float | None = None  # mains notch (50 or 60); off: the paper has none
     lowpass_hz: float | None = None  # zero-phase low-pass cut-off; off: the paper has none
-    normalise: str = "lead_groups"  # "lead_groups" (paper), "lead", "record" or "none"
+    # "lead_groups" (paper), "lead", "record", "none" (mV as is), or the two that keep the voltage
+    # robustly: "mv_softclip" and "lead_groups_logscale" (see softclip_mv, lead_groups_logscale)
+    normalise: str = "lead_groups"
     lead_groups: tuple[int, ...] = (3, 6, 12)  # end index of each group: I-III, aVR-aVF, V1-V6 (paper)
+    amplitude_unit_mv: float = 1.0  # "mv_softclip": mV per input unit (the linear part's scale)
+    amplitude_bound_mv: float = 5.0  # "mv_softclip": tanh soft limit, mV (3 mV loses 11 %, 10 mV reads 4.8)
+    scale_ref_mv: float = 1.0  # "lead_groups_logscale": group QRS height (mV) whose factor is 1
+    scale_power: float = 0.5  # "lead_groups_logscale": factor ~ (height / ref)^power; 0 is the paper's z-score
+    scale_max_ratio: float = 4.0  # "lead_groups_logscale": heights beyond ref x or / this saturate
+    # Refusal of an implausible amplitude (after baseline removal, mV; every normalise choice):
+    max_qrs_mv: float | None = 10.0  # a lead's QRS height (99th percentile of |x|) beyond this; None: no check
+    min_peak_to_peak_mv: float | None = 0.05  # no lead reaching this 1st-99th percentile span; None: no check
 
     def __post_init__(self) -> None:
         # A config read back from JSON carries a list here; keep the record hashable and exact.
@@ -63,13 +90,14 @@ class ECGPreprocessConfig:
             "nan_fill": ("interpolate", "zero"),
             "clip": ("quantile", "std", "none"),
             "baseline": ("als", "highpass", "none"),
-            "normalise": ("lead_groups", "lead", "record", "none"),
+            "normalise": NORMALISE_MODES,
         }
         for name, allowed in choices.items():
             value = getattr(self, name)
             if value not in allowed:
                 raise ConfigError(f"ecg_preprocess.{name}={value!r} is not one of {', '.join(allowed)}")
-        positive = ("fs", "window_s", "clip_k", "baseline_cutoff_hz", "als_lam")
+        positive = ("fs", "window_s", "clip_k", "baseline_cutoff_hz", "als_lam", "amplitude_unit_mv",
+                    "amplitude_bound_mv", "scale_ref_mv")
         for name in positive:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
@@ -94,11 +122,39 @@ class ECGPreprocessConfig:
             raise ConfigError(
                 f"ecg_preprocess.lead_groups={self.lead_groups!r} must be increasing group ends ending at 12"
             )
+        if not (isinstance(self.scale_power, (int, float)) and 0 <= self.scale_power <= 1):
+            raise ConfigError(f"ecg_preprocess.scale_power={self.scale_power!r} must lie between 0 and 1")
+        if not (isinstance(self.scale_max_ratio, (int, float)) and np.isfinite(self.scale_max_ratio)
+                and self.scale_max_ratio > 1):
+            raise ConfigError(f"ecg_preprocess.scale_max_ratio={self.scale_max_ratio!r} must be a number above 1")
+        for name in ("max_qrs_mv", "min_peak_to_peak_mv"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
+                raise ConfigError(f"ecg_preprocess.{name}={value!r} must be a positive number of mV, or None")
+        if (self.max_qrs_mv is not None and self.min_peak_to_peak_mv is not None
+                and self.min_peak_to_peak_mv >= self.max_qrs_mv):
+            raise ConfigError(f"ecg_preprocess.min_peak_to_peak_mv={self.min_peak_to_peak_mv!r} must be below "
+                              f"max_qrs_mv={self.max_qrs_mv!r}")
 
     @property
     def n_samples(self) -> int:
         """Model input length in samples."""
         return int(round(self.fs * self.window_s))
+
+    @property
+    def keeps_amplitude(self) -> bool:
+        """True when the model input keeps the voltage in mV (in full or compressed)."""
+        return self.normalise in AMPLITUDE_MODES
+
+    def describe(self) -> str:
+        """One short line: rate, window and normalisation (what `e2r index --stats` shows)."""
+        norm = self.normalise
+        if norm == "mv_softclip":
+            norm += f" ({self.amplitude_unit_mv:g} mV/unit, soft limit {self.amplitude_bound_mv:g} mV)"
+        elif norm == "lead_groups_logscale":
+            norm += (f" (ref {self.scale_ref_mv:g} mV, power {self.scale_power:g}, "
+                     f"max ratio {self.scale_max_ratio:g})")
+        return f"{self.fs:g} Hz x {self.window_s:g} s, clip {self.clip}, baseline {self.baseline}, normalise {norm}"
 
 
 @dataclass(frozen=True)
@@ -272,6 +328,87 @@ def normalise_lead_groups(
     return out
 
 
+def softclip_mv(x: np.ndarray, unit_mv: float = 1.0, bound_mv: float = 5.0) -> np.ndarray:
+    """"mv_softclip": the signal in mV on a fixed scale with a smooth limit,
+
+        y = b * tanh(x / (unit_mv * b)),   b = bound_mv / unit_mv,
+
+    so y = x / unit_mv for small x (1 mV = 1 unit by default) and |y| < b always. Every record and
+    lead shares one scale, so absolute voltage, the LVH sign, reaches the model; the tanh keeps a
+    pacing spike or a wrong gain from dominating the input (with 5 mV: 3 mV reads 2.68, 10 mV 4.82)
+    and its slope never drops to zero, so the order of amplitudes survives. A gain error moves the
+    input by its full factor: implausible ones are refused first (check_amplitude)."""
+    b = bound_mv / unit_mv
+    return b * np.tanh(np.asarray(x, dtype=np.float64) / (unit_mv * b))
+
+
+def lead_groups_logscale(x: np.ndarray, groups: tuple[int, ...] = (3, 6, 12), ref_mv: float = 1.0,
+                         power: float = 0.5, max_ratio: float = 4.0, eps: float = 1e-6) -> np.ndarray:
+    """"lead_groups_logscale": the paper's per-group z-score, times a bounded, log-compressed
+    function of the group's voltage:
+
+        y_g = (x_g - mean_g) / std_g * exp(power * L * tanh(ln(a_g / ref_mv) / L)),   L = ln(max_ratio)
+
+    a_g is the group's QRS height in mV: the 99th percentile of |x| over its leads (the R/S peaks,
+    not moved by a few artefact samples nor by heart rate as the std is). Near ref_mv the factor is
+    (a_g / ref_mv)^power, and it stays within max_ratio^(-power) .. max_ratio^power (0.5-2 by
+    default). Why: the z-score keeps the waveform and the ratios inside a group (the paper's
+    reason) but divides the voltage away; the factor puts the voltage back, compressed. With
+    power 0.5 a 1.5x taller QRS (LVH) raises the input 1.22x and a 2x gain error only 1.41x
+    (a fixed mV scale: 1.5x and 2x), and no record can push the input beyond 2x the z-score's.
+    power = 0 is the paper's recipe exactly. A flat group is centred only, as in the z-score."""
+    x = np.asarray(x, dtype=np.float64)
+    log_bound = float(np.log(max_ratio))
+    out = np.empty_like(x)
+    for start, end in zip((0, *groups[:-1]), groups):
+        block = x[start:end]
+        std = float(block.std())
+        z = (block - block.mean()) / (std if std > eps else 1.0)
+        height = max(float(np.quantile(np.abs(block), AMPLITUDE_QUANTILE)), eps)
+        out[start:end] = z * np.exp(power * log_bound * np.tanh(np.log(height / ref_mv) / log_bound))
+    return out
+
+
+def normalise(x: np.ndarray, cfg: ECGPreprocessConfig) -> np.ndarray:
+    """Apply cfg.normalise to a (12, T) mV array (baseline removed): the z-scores of
+    normalise_lead_groups, softclip_mv or lead_groups_logscale."""
+    if cfg.normalise == "mv_softclip":
+        return softclip_mv(x, cfg.amplitude_unit_mv, cfg.amplitude_bound_mv)
+    if cfg.normalise == "lead_groups_logscale":
+        return lead_groups_logscale(x, cfg.lead_groups, cfg.scale_ref_mv, cfg.scale_power, cfg.scale_max_ratio)
+    return normalise_lead_groups(x, cfg.normalise, cfg.lead_groups)
+
+
+def lead_amplitudes_mv(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per lead of a baseline-free (n_leads, T) mV array: (QRS height, the 99th percentile of |x|;
+    peak-to-peak, the 1st-99th percentile span). Percentiles, so one artefact sample moves neither."""
+    x = np.asarray(x, dtype=np.float64)
+    lo, hi = np.quantile(x, [1.0 - AMPLITUDE_QUANTILE, AMPLITUDE_QUANTILE], axis=-1)
+    return np.quantile(np.abs(x), AMPLITUDE_QUANTILE, axis=-1), hi - lo
+
+
+def check_amplitude(x: np.ndarray, leads: tuple[str, ...], where: str, max_qrs_mv: float | None = 10.0,
+                    min_peak_to_peak_mv: float | None = 0.05) -> None:
+    """ECGAmplitudeError, one line naming `where`, the lead and the amplitude, when the record's
+    voltage (baseline removed, mV) cannot be a real ECG's: a lead whose QRS height is beyond
+    +/- max_qrs_mv (real QRS complexes stay under ~7 mV), or no lead spanning min_peak_to_peak_mv
+    (a flat record). Both are what a wrong gain or unit gives (uV stored as mV reads 1000x too
+    large, mV stored as V 1000x too small); the record is refused, never rescaled to look right."""
+    height, span = lead_amplitudes_mv(x)
+    if max_qrs_mv is not None and height.size and float(height.max()) > max_qrs_mv:
+        i = int(np.argmax(height))
+        raise ECGAmplitudeError(
+            f"{where}: lead {leads[i]} has a QRS of {height[i]:.3g} mV, beyond the +/-{max_qrs_mv:g} mV a real "
+            "ECG reaches; check the file's gain and units (uV stored as mV reads 1000x too large); "
+            "e2r does not rescale it")
+    if min_peak_to_peak_mv is not None and (not span.size or float(span.max()) < min_peak_to_peak_mv):
+        i = int(np.argmax(span)) if span.size else 0
+        raise ECGAmplitudeError(
+            f"{where}: no lead reaches {min_peak_to_peak_mv:g} mV peak-to-peak (largest: lead {leads[i]}, "
+            f"{float(span[i]) if span.size else 0.0:.3g} mV); the record is flat or its gain/units are wrong "
+            "(mV stored as V reads 1000x too small); e2r does not rescale it")
+
+
 def _ratio(fs_in: float, fs_out: float) -> Fraction:
     ratio = Fraction(fs_out).limit_denominator(10_000) / Fraction(fs_in).limit_denominator(10_000)
     return ratio.limit_denominator(1000)  # keeps the polyphase filter short
@@ -359,7 +496,8 @@ def fix_window(x: np.ndarray, n: int, crop: str = "start") -> tuple[np.ndarray, 
 
 def preprocess_ecg(record: ECGRecord, cfg: ECGPreprocessConfig) -> PreprocessedECG:
     """Turn a record into model input: fill NaN, resample to cfg.fs, crop to the window, optional
-    notch/low-pass, clip, remove baseline, normalise per lead group, zero-pad to the window."""
+    notch/low-pass, clip, remove baseline, refuse an implausible amplitude (ECGAmplitudeError,
+    check_amplitude), normalise (cfg.normalise), zero-pad to the window."""
     cfg.validate()
     n = cfg.n_samples
     notes: list[str] = []
@@ -388,7 +526,8 @@ def preprocess_ecg(record: ECGRecord, cfg: ECGPreprocessConfig) -> PreprocessedE
     x = remove_baseline(
         x, cfg.fs, cfg.baseline, cfg.baseline_cutoff_hz, cfg.als_lam, cfg.als_p, cfg.als_iter
     )
-    x = normalise_lead_groups(x, cfg.normalise, cfg.lead_groups)
+    check_amplitude(x, record.leads, record.path, cfg.max_qrs_mv, cfg.min_peak_to_peak_mv)
+    x = normalise(x, cfg)
     x, _, padded = fix_window(x, n, cfg.crop)
     if padded:
         notes.append(

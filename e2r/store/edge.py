@@ -23,6 +23,7 @@ import logging
 import os
 import shutil
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
@@ -121,6 +122,9 @@ class EdgeStore(VectorStore):
         self._collections = self.root / "collections"
         self._collections.mkdir(exist_ok=True)
         self._shards: dict[str, qe.EdgeShard] = {}
+        # Searches may come from several threads (e2r serve): the engine answers them concurrently,
+        # but a shard must be opened once; the other caches here only ever get the same value again.
+        self._opening = threading.Lock()
         self._sidecars: dict[str, dict] = {}
         self._settings: dict[str, IndexSettings] = {}
         self._dirty: set[str] = set()
@@ -351,8 +355,9 @@ class EdgeStore(VectorStore):
     def _shard(self, name: str) -> qe.EdgeShard:
         self._sidecar(name)
         if name not in self._shards:
-            with _edge_errors(f"opening collection {name!r} in {self.location}"):
-                self._shards[name] = qe.EdgeShard.load(str(self._collections / name / "shard"))
+            with self._opening, _edge_errors(f"opening collection {name!r} in {self.location}"):
+                if name not in self._shards:
+                    self._shards[name] = qe.EdgeShard.load(str(self._collections / name / "shard"))
         return self._shards[name]
 
     def _remove_leftovers(self) -> None:

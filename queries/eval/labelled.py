@@ -94,15 +94,17 @@ def rank_auroc(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
 
 
-def criteria_aurocs(labelled: list[tuple[int, str]], n_boot: int = N_BOOTSTRAP, seed: int = 0) -> dict[str, Any]:
+def criteria_aurocs(labelled: list[tuple[int, str]], n_boot: int = N_BOOTSTRAP, seed: int = 0,
+                    measure: Optional[Callable[[list[str]], list]] = None) -> dict[str, Any]:
     """The voltage rules' AUROC for LVH on the same ECGs as the kNN vote: Sokolow-Lyon and Cornell
     voltage (e2r.ecg.criteria, on the record as read, mV) as scores, with the same bootstrap.
-    ECGs where no beat is found are left out and counted (`unmeasured`)."""
+    ECGs where no beat is found are left out and counted (`unmeasured`). `measure`: paths -> their
+    criteria (default queries.eval.criteria_arm.measure_rows; the benchmark passes a cached one)."""
     from queries.eval.criteria_arm import measure_rows
 
     ys: list[int] = []
     scores: dict[str, list[float]] = {name: [] for name in CRITERIA_NAMES}
-    for (label, _), c in zip(labelled, measure_rows([path for _, path in labelled])):
+    for (label, _), c in zip(labelled, (measure or measure_rows)([path for _, path in labelled])):
         if c is None:  # unreadable, or no beat found
             continue
         values = {"sokolow_lyon": c.sokolow_lyon_mv, "cornell": c.cornell_mv}
@@ -123,8 +125,10 @@ def _exists(path: str) -> bool:
 
 
 def score_labelled(searcher: Any, labels: Any, k: Optional[int] = None, n_boot: int = N_BOOTSTRAP, seed: int = 0,
-                   progress: bool = True, say: Callable[[str], None] = log.info) -> dict[str, Any]:
-    """Search every ECG of a LabelSet and score the kNN estimates (see the module doc)."""
+                   progress: bool = True, say: Callable[[str], None] = log.info,
+                   measure: Optional[Callable[[list[str]], list]] = None) -> dict[str, Any]:
+    """Search every ECG of a LabelSet and score the kNN estimates (see the module doc); `measure`
+    as criteria_aurocs takes it."""
     from e2r.metrics.classification import binary_metrics
     from e2r.metrics.knn import VOTE_K
     from e2r.progress import progress_bar
@@ -186,7 +190,7 @@ def score_labelled(searcher: Any, labels: Any, k: Optional[int] = None, n_boot: 
             m = binary_metrics(y, p)
             entry.update({"auprc": m["auprc"], "prevalence": m["prevalence"]})
         if target == "lvh" and lvh_scored:
-            entry["criteria"] = criteria_aurocs(lvh_scored, n_boot, seed)
+            entry["criteria"] = criteria_aurocs(lvh_scored, n_boot, seed, measure)
         targets[target] = entry
     scorable = [t for t, e in targets.items() if e["auroc"] is not None]
     if not scorable:

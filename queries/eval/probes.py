@@ -149,26 +149,58 @@ def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_
     """(test scores, the C chosen, validation AUROC per C): StandardScaler + LogisticRegression fitted
     on train for every C of `grid`; the best validation AUROC wins (ties: the smaller C; a
     validation set with one class: C = 1)."""
+    proba, classes, best, val_auroc = linear_probe_proba(x_train, y_train, x_val, y_val, x_test, grid)
+    return (proba[:, classes.index(1)] if 1 in classes else np.zeros(len(x_test))), best, val_auroc
+
+
+def linear_probe_proba(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+                       x_test: np.ndarray, grid: Sequence[float] = C_GRID
+                       ) -> tuple[np.ndarray, list, float, dict[float, Optional[float]]]:
+    """`linear_probe` for two or more classes: (test probabilities (N, K), their K classes = the sorted
+    training labels, the C chosen, validation AUROC per C). The validation AUROC is the positive
+    class's for two classes (labels 0/1), else the macro one-vs-rest AUROC over the classes the
+    validation rows hold (both present and absent); none such: C = 1."""
+    fitted, val_auroc = {}, {}
+    scorable = _scorable_classes(np.asarray(y_train), np.asarray(y_val))
+    multiclass = len(set(np.asarray(y_train).tolist())) > 2
+    for c in grid if scorable else (1.0,):
+        fitted[c] = make_linear(c, multiclass).fit(x_train, y_train)
+        val_auroc[c] = _val_auroc(fitted[c], x_val, np.asarray(y_val), scorable) if scorable else None
+    best = max(grid, key=lambda c: (val_auroc[c], -c)) if scorable else 1.0
+    model = fitted[best]
+    return model.predict_proba(x_test), list(model.classes_), best, val_auroc
+
+
+def _scorable_classes(y_train: np.ndarray, y_val: np.ndarray) -> list:
+    """Training classes whose validation AUROC exists (some validation rows are, some are not, of the
+    class); for 0/1 labels only the positive class."""
+    classes = sorted(set(y_train.tolist()))
+    ok = [c for c in classes if 0 < int(np.sum(y_val == c)) < len(y_val)]
+    if len(classes) == 2 and set(classes) == {0, 1}:
+        return [1] if 1 in ok else []
+    return ok
+
+
+def _val_auroc(model: Any, x_val: np.ndarray, y_val: np.ndarray, scorable: Sequence) -> float:
     from sklearn.metrics import roc_auc_score
 
-    fitted, val_auroc = {}, {}
-    one_class = len(set(np.asarray(y_val).tolist())) < 2
-    for c in (1.0,) if one_class else grid:
-        fitted[c] = make_linear(c).fit(x_train, y_train)
-        val_auroc[c] = None if one_class else float(roc_auc_score(y_val, _positive_proba(fitted[c], x_val)))
-    best = 1.0 if one_class else max(grid, key=lambda c: (val_auroc[c], -c))
-    return _positive_proba(fitted[best], x_test), best, val_auroc
+    proba = model.predict_proba(x_val)
+    classes = list(model.classes_)
+    return float(np.mean([roc_auc_score(y_val == c, proba[:, classes.index(c)]) for c in scorable]))
 
 
-def make_linear(c: float):
-    """The linear probe's estimator for one C."""
+def make_linear(c: float, multiclass: bool = False):
+    """The linear probe's estimator for one C (more than two classes: one-vs-rest, one probe per class,
+    probabilities normalised over the classes)."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     # liblinear: the same L2-penalised logistic loss (its intercept is penalised too), deterministic for
     # this primal problem, and ~10x faster than lbfgs on these few-hundred-row fits with scipy 1.17.
-    return make_pipeline(StandardScaler(), LogisticRegression(C=c, solver="liblinear", max_iter=5000, random_state=0))
+    lr = LogisticRegression(C=c, solver="liblinear", max_iter=5000, random_state=0)
+    return make_pipeline(StandardScaler(), OneVsRestClassifier(lr) if multiclass else lr)
 
 
 def _positive_proba(est: Any, x: np.ndarray) -> np.ndarray:
@@ -266,6 +298,41 @@ def embed_labelled(paths: Sequence[str], model: Any, array: str, progress: bool 
     return vectors, skipped, examples
 
 
+def probe_targets(items: Sequence[Any], vectors: dict[str, np.ndarray], protocol: str, k: int = KNN_K,
+                  n_boot: int = N_BOOTSTRAP, seed: int = 0, plans: Optional[dict] = None) -> dict[str, Any]:
+    """The probe's entry per target of PROBE_TARGETS that some labelled item carries (its figures from
+    `score_probe`, the counts, the split), or a note saying why it cannot be scored. `vectors`: the
+    vector of each item's path; items without one are left out (counted: `labelled` vs `scored`).
+    `plans`: a dict that keeps each split plan by target, seed and the items scored, so several models
+    probed on the same ECGs plan their splits once (the patient-grouped k-fold is most of a probe's time)."""
+    targets: dict[str, Any] = {}
+    for target, name in PROBE_TARGETS.items():
+        items_t = [it for it in items if getattr(it, target) is not None]
+        if not items_t:
+            continue
+        ok = [it for it in items_t if it.path in vectors]
+        y = np.array([getattr(it, target) for it in ok], dtype=np.int64)
+        entry: dict[str, Any] = {"name": name, "labelled": len(items_t), "scored": len(ok)}
+        n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
+        if min(n_pos, n_neg) < N_SPLITS:
+            entry.update({"auroc": None, "ci_low": None, "ci_high": None, "positives": n_pos, "negatives": n_neg,
+                          "note": f"cannot be scored: {n_pos} positive, {n_neg} negative among {len(y)} embedded "
+                                  f"ECGs; a probe needs at least {N_SPLITS} of each"})
+            targets[target] = entry
+            continue
+        x = np.stack([vectors[it.path] for it in ok]).astype(np.float64)
+        key = (target, seed, tuple(it.path for it in ok))
+        plan = plans.get(key) if plans is not None else None
+        if plan is None:
+            plan = plan_splits(y, [it.fold for it in ok], [it.group for it in ok], seed)
+            if plans is not None:
+                plans[key] = plan
+        entry["split_groups"] = "patient" if _groups_or_none([it.group for it in ok]) is not None else "none"
+        entry.update(score_probe(protocol, x, y, plan, k, n_boot, seed))
+        targets[target] = entry
+    return targets
+
+
 def score_probes(labels: Any, model: Any, protocol: str, array: str = "embedding", k: int = KNN_K,
                  n_boot: int = N_BOOTSTRAP, seed: int = 0, progress: bool = True,
                  say: Callable[[str], None] = log.info) -> dict[str, Any]:
@@ -278,26 +345,7 @@ def score_probes(labels: Any, model: Any, protocol: str, array: str = "embedding
     vectors, skipped, examples = embed_labelled([it.path for it in labels.items], model, array, progress)
     for msg in examples:
         say(f"skipped: {msg}")
-    targets: dict[str, Any] = {}
-    for target, name in PROBE_TARGETS.items():
-        items = [it for it in labels.items if getattr(it, target) is not None]
-        if not items:
-            continue
-        ok = [it for it in items if it.path in vectors]
-        y = np.array([getattr(it, target) for it in ok], dtype=np.int64)
-        entry: dict[str, Any] = {"name": name, "labelled": len(items), "scored": len(ok)}
-        n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
-        if min(n_pos, n_neg) < N_SPLITS:
-            entry.update({"auroc": None, "ci_low": None, "ci_high": None, "positives": n_pos, "negatives": n_neg,
-                          "note": f"cannot be scored: {n_pos} positive, {n_neg} negative among {len(y)} embedded "
-                                  f"ECGs; a probe needs at least {N_SPLITS} of each"})
-            targets[target] = entry
-            continue
-        x = np.stack([vectors[it.path] for it in ok]).astype(np.float64)
-        plan = plan_splits(y, [it.fold for it in ok], [it.group for it in ok], seed)
-        entry["split_groups"] = "patient" if _groups_or_none([it.group for it in ok]) is not None else "none"
-        entry.update(score_probe(protocol, x, y, plan, k, n_boot, seed))
-        targets[target] = entry
+    targets = probe_targets(labels.items, vectors, protocol, k, n_boot, seed)
     if not any(e["auroc"] is not None for e in targets.values()):
         why = "; ".join(f"{e['name']}: {e.get('note') or 'one class'}" for e in targets.values()) or \
             "no ECG carries an LVH, MI or LVEF<=45 label"

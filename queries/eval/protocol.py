@@ -8,6 +8,9 @@ Arms (../shared/SPEC.md, "Evaluation protocol"):
   voltage rules (queries.eval.criteria_arm); classification only, deterministic, run once;
 - `random-init`: an untrained Echo2ECG of the same preset (seeded), indexed and searched like a
   trained one;
+- `ssl`: the same ECG encoder trained on the same training ECGs for the same epochs with SimCLR
+  between two augmented views of one ECG (trainer.ssl), no echo at all: the paper's unimodal
+  baseline; it has no echo side, so it is scored as a feature extractor only;
 - `echo-tower`: the frozen echo tower alone (pretrained on the train split's measurements):
   echo -> echo phenotype-aware retrieval and kNN, the ceiling of what the ECG can inherit;
 - `single-view`, `mean`, `attention`: Echo2ECG aligned with that study aggregation to the seed's
@@ -17,9 +20,17 @@ Arms (../shared/SPEC.md, "Evaluation protocol"):
   classification only, retrieval does not apply);
 - `model`: a user's own model bundle (`e2r eval --model`).
 
+Every arm that reads ECGs is also scored as a feature extractor (queries.eval.features: the kNN and
+linear probes on the frozen pooled features of the train / test ECGs; the criteria arm's vectors are
+its criteria), and, when real labelled ECGs are there, by the linear probe on them
+(`BenchmarkSteps.probe_real_ecgs`, queries.eval.real_ecgs).
+
 This module holds the protocol only. Tower pretraining, training, indexing and supervised
 training are injected as callables (`BenchmarkSteps`) because queries/ must not import trainer/
-or indexer/; the CLI (e2r/cli/eval_cmd.py) wires the real ones in. Each embedding arm is indexed into its own
+or indexer/; the CLI (e2r/cli/eval_cmd.py) wires the real ones in. So is the scoring of real
+labelled ECGs against each embedding arm's index (`score_real_ecgs`, queries.eval.real_ecgs).
+`BenchmarkSpec.ecg_normalise` picks the ECG input of every arm that reads ECGs (the trained
+arms, random-init, the supervised ceiling), so that one benchmark per choice is an ablation. Each embedding arm is indexed into its own
 collection of the real store, its study vectors are read back from the store, and its test ECGs
 are encoded with e2r.encode, so the numbers measure the path `e2r index` / `e2r search` take.
 """
@@ -51,13 +62,14 @@ from queries.eval.aggregate import mean_sd
 
 log = logging.getLogger(__name__)
 
-ARMS = ("chance", "criteria", "random-init", "echo-tower", "single-view", "mean", "attention", "supervised")
+ARMS = ("chance", "criteria", "random-init", "ssl", "echo-tower", "single-view", "mean", "attention", "supervised")
 ALIGNMENT_ARMS = ("single-view", "mean", "attention")  # arm name == trainer aggregation mode
 SINGLE_RUN_ARMS = ("criteria",)  # deterministic: one run, not one per seed
 ARM_LABELS = {
     "chance": "Chance",
     "criteria": "Clinical ECG criteria (no e2r)",
     "random-init": "Random-init Echo2ECG",
+    "ssl": "ECG-only SSL (SimCLR)",
     "echo-tower": "Echo tower alone (echo -> echo)",
     "single-view": "Single-view alignment",
     "mean": "Mean-pooling alignment",
@@ -68,16 +80,17 @@ ARM_LABELS = {
 
 
 @dataclass(frozen=True)
-class SupervisedTask:
-    """What the supervised ceiling trains and predicts on: preprocessed ECG windows (N, 12, T) and
-    the phenotype rows of their paired studies."""
+class ECGTrainingTask:
+    """What an ECG-only arm (the supervised ceiling, the SSL baseline) trains and predicts on:
+    preprocessed ECG windows (N, 12, T) and the phenotype rows of their paired studies (the SSL arm
+    reads them for its validation kNN only)."""
 
     train_x: np.ndarray
     train_rows: Sequence[Optional[Mapping[str, Any]]]
     val_x: np.ndarray
     val_rows: Sequence[Optional[Mapping[str, Any]]]
     test_x: np.ndarray
-    preset: str
+    preset: Any  # the ModelPreset (the benchmark's, with its ECG input)
     seed: int
     out_dir: Path
 
@@ -90,15 +103,22 @@ class BenchmarkSteps:
     at least "model_dir"; `tower_studies(tower_dir)` gives {study_uid: (V, E) per-video
     embeddings} of every archive study; `index(model_dir, collection)` indexes the archive into
     that collection of `store` and returns its summary dict; `train_supervised(task)` returns
-    (test predictions, info dict)."""
+    (test predictions, info dict; its "model_dir", when there, an ECG-only bundle of the ceiling's
+    encoder, scored as a feature extractor); `train_ssl(task)` trains the SSL arm into task.out_dir
+    and returns a dict with at least "model_dir"."""
 
     store: Any
     index: Callable[[Path, str], Mapping[str, Any]]
     train: Optional[Callable[[str, int, Path, Optional[Path]], Mapping[str, Any]]] = None
     pretrain_tower: Optional[Callable[[int, Path], Mapping[str, Any]]] = None
     tower_studies: Optional[Callable[[Path], Mapping[str, np.ndarray]]] = None
-    train_supervised: Optional[Callable[[SupervisedTask], tuple[PhenotypePredictions, Mapping[str, Any]]]] = None
-    random_init: Optional[Callable[[str, int, Path], Path]] = None  # default: make_random_bundle
+    train_supervised: Optional[Callable[[ECGTrainingTask], tuple[PhenotypePredictions, Mapping[str, Any]]]] = None
+    train_ssl: Optional[Callable[[ECGTrainingTask], Mapping[str, Any]]] = None
+    random_init: Optional[Callable[[Any, int, Path], Path]] = None  # (ModelPreset, seed, out); default: make_random_bundle
+    # (model_dir, collection) -> the arm's kNN P(LVH) on real labelled ECGs (queries.eval.real_ecgs)
+    score_real_ecgs: Optional[Callable[[Path, str], Mapping[str, Any]]] = None
+    # the linear probe on real labelled ECGs: .bundle(model_dir) and .criteria() (queries.eval.real_ecgs.RealECGScorer)
+    probe_real_ecgs: Optional[Any] = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +130,8 @@ class BenchmarkSpec:
     workdir: Path                  # models of every arm and seed
     out_dir: Path                  # results.json, report.md, plots
     preset: str = "tiny"
+    ecg_normalise: Optional[str] = None  # ECG input of the ECG arms (e2r.ecg.preprocess.NORMALISE_MODES); None: the preset's
+    towers_dir: Optional[Path] = None    # echo towers (default: workdir); shared by runs that differ in the ECG input only
     seeds: tuple[int, ...] = (0, 1, 2)
     arms: tuple[str, ...] = ARMS
     settings: EvalSettings = field(default_factory=EvalSettings)
@@ -130,7 +152,25 @@ class BenchmarkSpec:
             raise ConfigError("--seeds: at least one seed is needed")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds {self.seeds} repeat a value; give distinct seeds")
+        check_ecg_normalise(self.ecg_normalise)
         return self
+
+    def model_preset(self) -> Any:
+        """The arms' ModelPreset: `preset` with `ecg_normalise` applied."""
+        from e2r.presets import get_preset, with_overrides
+
+        preset = get_preset(self.preset)
+        if self.ecg_normalise and self.ecg_normalise != preset.ecg_preprocess.normalise:
+            preset = with_overrides(preset, ecg_preprocess__normalise=self.ecg_normalise)
+        return preset
+
+
+def check_ecg_normalise(value: Optional[str]) -> None:
+    """ConfigError naming the valid choices when `value` (--ecg-normalise) is not None or one of them."""
+    from e2r.ecg.preprocess import NORMALISE_MODES
+
+    if value is not None and value not in NORMALISE_MODES:
+        raise ConfigError(f"--ecg-normalise {value}: choose one of {', '.join(NORMALISE_MODES)}")
 
 
 @dataclass
@@ -142,8 +182,9 @@ class BenchmarkResult:
     out_files: list[str] = field(default_factory=list)
 
 
-def make_random_bundle(preset: str, seed: int, out_dir: Path) -> Path:
-    """The random-init arm's model: an untrained Echo2ECG of `preset` seeded with `seed`, in out_dir."""
+def make_random_bundle(preset: Any, seed: int, out_dir: Path) -> Path:
+    """The random-init arm's model: an untrained Echo2ECG of `preset` (a ModelPreset or a preset
+    name) seeded with `seed`, in out_dir."""
     from e2r.bundle import save_untrained_bundle
 
     save_untrained_bundle(preset, seed, out_dir, note="benchmark random-init arm")
@@ -151,13 +192,29 @@ def make_random_bundle(preset: str, seed: int, out_dir: Path) -> Path:
 
 
 class _ECGCache:
-    """Test / train / val ECGs read and preprocessed once per preprocessing setting, and their
-    clinical criteria measured once (on the records as read, in mV)."""
+    """Test / train / val ECGs read and preprocessed once per preprocessing setting, their clinical
+    criteria measured once (on the records as read, in mV), and encoded once per model (the last)."""
 
     def __init__(self, splits: Splits):
         self.splits = splits
         self._cache: dict[str, dict[str, LoadedECGs]] = {}
         self._criteria: dict[str, list] = {}
+        self._encoded: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+
+    def encoded(self, loaded: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """(pooled features (N, C), embeddings (N, D)) of the split's ECGs under the bundle `loaded`
+        (e2r.encode.encode_ecg_features), computed once; the retrieval and the probes share them."""
+        key = (loaded.hash, split)
+        if key not in self._encoded:
+            from e2r.encode import encode_ecg_features
+
+            if all(k[0] != loaded.hash for k in self._encoded):
+                self._encoded.clear()  # one model's arrays at a time: the arms run one after the other
+            x = self.get(loaded.preset.ecg_preprocess)[split].x
+            self._encoded[key] = (encode_ecg_features(loaded, x) if len(x) else
+                                  (np.zeros((0, loaded.preset.ecg.dim), np.float32),
+                                   np.zeros((0, loaded.preset.embed_dim), np.float32)))
+        return self._encoded[key]
 
     def criteria(self, split: str) -> list:
         """e2r.ecg.criteria.ECGCriteria (or None) of each ECG of the split, in ecg_rows order."""
@@ -221,7 +278,8 @@ class _Towers:
         if seed not in self.done:
             t0 = time.perf_counter()
             self.say(f"[echo tower seed {seed}] pretraining")
-            info = dict(self.steps.pretrain_tower(seed, Path(self.spec.workdir) / f"echo-tower-seed{seed}"))
+            root = Path(self.spec.towers_dir or self.spec.workdir)
+            info = dict(self.steps.pretrain_tower(seed, root / f"echo-tower-seed{seed}"))
             info["pretrain_s"] = time.perf_counter() - t0
             self.done[seed] = info
         return self.done[seed]
@@ -230,8 +288,6 @@ class _Towers:
 def _run_arm(arm: str, seed: int, spec: BenchmarkSpec, steps: BenchmarkSteps, splits: Splits, ecgs: _ECGCache,
              sd: Mapping[str, float], settings: EvalSettings, say: Callable[[str], None],
              towers: _Towers) -> tuple[ArmEval, dict]:
-    from e2r.presets import get_preset
-
     if arm == "chance":  # needs no ECG signal: the pairs' study UIDs are enough
         test_uids = sorted(u for u, s in splits.study_split().items() if s == "test")
         ev = evaluate_chance([r.study_uid for r in splits.ecg_rows("test")], test_uids,
@@ -246,21 +302,34 @@ def _run_arm(arm: str, seed: int, spec: BenchmarkSpec, steps: BenchmarkSteps, sp
         measure_s = time.perf_counter() - t0
         ev, info = evaluate_criteria(train_c, [r.study_uid for r in train_rows], test_c,
                                      [r.study_uid for r in test_rows], splits.phenotypes)
-        return ev, {**info, "measure_s": measure_s}
+        info["measure_s"] = measure_s
+        _score_features(ev, info, None, steps, splits, ecgs, settings, say, f"[{arm}]")
+        return ev, info
     if arm == "supervised":
         if steps.train_supervised is None:
             raise ConfigError("the supervised arm needs a train_supervised step")
-        loaded = ecgs.get(get_preset(spec.preset).ecg_preprocess)
-        ph = splits.phenotypes
-        task = SupervisedTask(
-            train_x=loaded["train"].x, train_rows=[ph.get(r.study_uid) for r in loaded["train"].rows],
-            val_x=loaded["val"].x, val_rows=[ph.get(r.study_uid) for r in loaded["val"].rows],
-            test_x=loaded["test"].x, preset=spec.preset, seed=seed,
-            out_dir=Path(spec.workdir) / f"supervised-seed{seed}")
+        task = _ecg_task(spec, ecgs, splits, seed, arm)
         t0 = time.perf_counter()
         pred, info = steps.train_supervised(task)
-        info = {**dict(info), "train_s": time.perf_counter() - t0}
-        return evaluate_direct(pred, [r.study_uid for r in loaded["test"].rows], ph), info
+        info = {**dict(info), "train_s": time.perf_counter() - t0,
+                "ecg_preprocess": task.preset.ecg_preprocess.describe()}
+        test_study = [r.study_uid for r in ecgs.get(task.preset.ecg_preprocess)["test"].rows]
+        ev = evaluate_direct(pred, test_study, splits.phenotypes)
+        if info.get("model_dir"):  # the ceiling's encoder as an ECG-only bundle
+            _score_features(ev, info, Path(info["model_dir"]), steps, splits, ecgs, settings, say, f"[{arm} seed {seed}]")
+        return ev, info
+    if arm == "ssl":
+        if steps.train_ssl is None:
+            raise ConfigError("the ssl arm needs a train_ssl step")
+        task = _ecg_task(spec, ecgs, splits, seed, arm)
+        t0 = time.perf_counter()
+        trained = dict(steps.train_ssl(task))
+        model_dir = Path(trained.pop("model_dir"))
+        info = {"train": trained, "train_s": time.perf_counter() - t0, "model_dir": str(model_dir),
+                "ecg_preprocess": task.preset.ecg_preprocess.describe()}
+        ev = ArmEval({})  # no echo side: no retrieval, no cross-modal vote
+        _score_features(ev, info, model_dir, steps, splits, ecgs, settings, say, f"[{arm} seed {seed}]")
+        return ev, info
     if arm == "echo-tower":
         tower = towers.get(seed)
         if tower is None or steps.tower_studies is None:
@@ -278,7 +347,7 @@ def _run_arm(arm: str, seed: int, spec: BenchmarkSpec, steps: BenchmarkSteps, sp
         model_dir = Path(spec.models[arm])
     elif arm == "random-init":
         make = steps.random_init or make_random_bundle
-        model_dir = Path(make(spec.preset, seed, Path(spec.workdir) / f"random-init-seed{seed}"))
+        model_dir = Path(make(spec.model_preset(), seed, Path(spec.workdir) / f"random-init-seed{seed}"))
     elif arm in ALIGNMENT_ARMS:
         if steps.train is None:
             raise ConfigError(f"arm {arm} needs a train step")
@@ -298,7 +367,54 @@ def _run_arm(arm: str, seed: int, spec: BenchmarkSpec, steps: BenchmarkSteps, sp
     t1 = time.perf_counter()
     ev = evaluate_embeddings(emb, splits.phenotypes, sd, settings)
     info["eval_s"] = time.perf_counter() - t1
+    if steps.score_real_ecgs is not None:
+        t2 = time.perf_counter()
+        info["real_ecgs"] = dict(steps.score_real_ecgs(model_dir, collection))
+        info["real_ecgs_s"] = time.perf_counter() - t2
+        say(f"[{arm} seed {seed}] real ECGs scored in {info['real_ecgs_s']:.0f} s")
+    _score_features(ev, info, model_dir, steps, splits, ecgs, settings, say, f"[{arm} seed {seed}]")
     return ev, info
+
+
+def _ecg_task(spec: BenchmarkSpec, ecgs: _ECGCache, splits: Splits, seed: int, arm: str) -> ECGTrainingTask:
+    """The training task of an ECG-only arm: the benchmark's preprocessed ECGs of each split."""
+    preset = spec.model_preset()
+    loaded = ecgs.get(preset.ecg_preprocess)
+    ph = splits.phenotypes
+    return ECGTrainingTask(
+        train_x=loaded["train"].x, train_rows=[ph.get(r.study_uid) for r in loaded["train"].rows],
+        val_x=loaded["val"].x, val_rows=[ph.get(r.study_uid) for r in loaded["val"].rows],
+        test_x=loaded["test"].x, preset=preset, seed=seed, out_dir=Path(spec.workdir) / f"{arm}-seed{seed}")
+
+
+def _score_features(ev: ArmEval, info: dict[str, Any], model_dir: Optional[Path], steps: BenchmarkSteps,
+                    splits: Splits, ecgs: _ECGCache, settings: EvalSettings, say: Callable[[str], None],
+                    tag: str) -> None:
+    """The arm as a feature extractor (queries.eval.features), into ev.metrics["feature_extractor"]: the
+    pooled features of the bundle in model_dir, or (None) the clinical criteria; and the linear probe
+    on the real labelled ECGs into info["real_ecg_probe"] when the run has them."""
+    from e2r.bundle import load_model
+    from queries.eval.features import FeatureSet, criteria_features, feature_extractor_metrics
+
+    t0 = time.perf_counter()
+    if model_dir is None:
+        studies = {s: [r.study_uid for r in splits.ecg_rows(s)] for s in ("train", "val", "test")}
+        fs = criteria_features({s: ecgs.criteria(s) for s in studies}, studies)
+    else:
+        loaded = load_model(model_dir)
+        sets = ecgs.get(loaded.preset.ecg_preprocess)
+        fs = FeatureSet.of({s: ecgs.encoded(loaded, s)[0] for s in sets},
+                           {s: [r.study_uid for r in sets[s].rows] for s in sets})
+    metrics = feature_extractor_metrics(fs, splits.phenotypes, settings.paper_k)
+    if metrics:
+        ev.metrics["feature_extractor"] = metrics
+    info["features_s"] = time.perf_counter() - t0
+    if steps.probe_real_ecgs is not None:
+        t1 = time.perf_counter()
+        probe = steps.probe_real_ecgs
+        info["real_ecg_probe"] = dict(probe.criteria() if model_dir is None else probe.bundle(model_dir))
+        info["real_ecg_probe_s"] = time.perf_counter() - t1
+        say(f"{tag} linear probe on the real ECGs in {info['real_ecg_probe_s']:.0f} s")
 
 
 def _mean_view(views: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -315,7 +431,6 @@ def embed_arm(model_dir: Path, collection: str, spec: BenchmarkSpec, steps: Benc
     """Index the archive with the model into `collection`, read the study vectors back from the
     store and encode the ECGs: the arrays one arm is evaluated on."""
     from e2r.bundle import load_model
-    from e2r.encode import encode_ecg
 
     loaded = load_model(model_dir)
     store = steps.store
@@ -343,8 +458,8 @@ def embed_arm(model_dir: Path, collection: str, spec: BenchmarkSpec, steps: Benc
     if not test:
         raise DataError(f"no test ECG of {spec.pairs_csv} has its paired study in collection {collection!r}")
     t1 = time.perf_counter()
-    test_emb = encode_ecg(loaded, sets["test"].x[test])
-    train_emb = encode_ecg(loaded, sets["train"].x) if len(sets["train"].x) else np.zeros((0, loaded.preset.embed_dim))
+    test_emb = ecgs.encoded(loaded, "test")[1][test]
+    train_emb = ecgs.encoded(loaded, "train")[1]
     emb = EmbeddingSet(
         test_ecg=test_emb, test_ecg_study=[sets["test"].rows[i].study_uid for i in test],
         test_studies=np.stack([vectors[u] for u in test_uids]), test_study_uids=test_uids,
@@ -353,6 +468,7 @@ def embed_arm(model_dir: Path, collection: str, spec: BenchmarkSpec, steps: Benc
         train_ecg_study=[r.study_uid for r in sets["train"].rows])
     info = {
         "model_dir": str(model_dir), "model_hash": loaded.hash, "collection": collection,
+        "ecg_preprocess": loaded.preset.ecg_preprocess.describe(),
         "index_s": index_s, "encode_ecg_s": time.perf_counter() - t1,
         "index": {k: summary.get(k) for k in ("studies_found", "indexed", "replaced", "unchanged", "failed",
                                               "videos_indexed", "total_in_collection") if k in summary},
@@ -366,6 +482,8 @@ def embed_arm(model_dir: Path, collection: str, spec: BenchmarkSpec, steps: Benc
 
 def _aggregate(spec: BenchmarkSpec, splits: Splits, sd: Mapping[str, float], evals: Mapping[str, list[ArmEval]],
                arm_info: Mapping[str, list[dict]], wall_s: float, complete: bool = True) -> dict[str, Any]:
+    from queries.eval.real_ecgs import aggregate_real_ecgs
+
     arms: dict[str, Any] = {}
     for arm, runs in evals.items():
         per_seed = [r.metrics for r in runs]
@@ -385,6 +503,9 @@ def _aggregate(spec: BenchmarkSpec, splits: Splits, sd: Mapping[str, float], eva
             "pairs_csv": str(spec.pairs_csv), "phenotypes_csv": str(spec.phenotypes_csv),
             "workdir": str(spec.workdir), "preset": spec.preset, "seeds": list(spec.seeds),
             "arms": list(spec.arms), "models": dict(spec.models),
+            "ecg_normalise": spec.ecg_normalise,  # None: the preset's
+            "ecg_preprocess": sorted({r["ecg_preprocess"] for runs in arm_info.values() for r in runs
+                                      if r.get("ecg_preprocess")}),
         },
         "settings": {**asdict(spec.settings), "relevance_sd": dict(sd)},
         "context": dict(spec.context),
@@ -392,6 +513,7 @@ def _aggregate(spec: BenchmarkSpec, splits: Splits, sd: Mapping[str, float], eva
         "versions": versions(),
         "wall_time_s": wall_s,
         "arms": arms,
+        "real_ecgs": aggregate_real_ecgs(arm_info, spec.context.get("real_ecgs")),
     }
 
 

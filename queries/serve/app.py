@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +60,8 @@ def create_app(config: ServeConfig, searcher: Any) -> FastAPI:
     previews = PreviewCache(searcher.store, config.collection, config.archive_root, config.cache_dir)
     examples = list_examples(config.examples_dir)
     synthetic = archive_is_synthetic(config.archive_root) if config.synthetic is None else config.synthetic
-    search_lock = threading.Lock()  # one search at a time: torch and the embedded store are not re-entrant
+    # Searches run concurrently (uvicorn's thread pool): ONNX Runtime and the embedded store answer
+    # concurrent calls, and the Searcher serialises a torch encoder itself.
     count_cache: dict[str, float] = {}
 
     app = FastAPI(title="e2r", version=_version(), openapi_url="/v1/openapi.json", docs_url=None, redoc_url=None,
@@ -104,16 +104,17 @@ def create_app(config: ServeConfig, searcher: Any) -> FastAPI:
     def stats() -> dict[str, Any]:
         now = time.time()
         if now - count_cache.get("at", 0.0) > _COUNT_TTL_S:
-            with search_lock:
-                count_cache["points"] = float(searcher.store.count(config.collection))
+            count_cache["points"] = float(searcher.store.count(config.collection))
             count_cache["at"] = now
         meta = searcher.store.get_metadata(config.collection)
         return {
             "collection": config.collection,
             "model_hash": searcher.model_hash,
             "preset": meta.get("preset"),
+            "ecg_preprocess": searcher.loaded.preset.ecg_preprocess.describe(),
             "points": int(count_cache["points"]),
             "backend": getattr(searcher.store, "backend", ""),
+            "ecg_encoder": getattr(searcher.loaded, "backend", "torch"),  # onnxruntime or torch
             "uptime_s": round(now - started, 1),
             "e2r_version": _version(),
             "synthetic": synthetic,
@@ -141,9 +142,7 @@ def create_app(config: ServeConfig, searcher: Any) -> FastAPI:
         flt = parse_filter([f for f in filter if f.strip()]) if filter else None
 
         def run(path: Path) -> dict[str, Any]:
-            with search_lock:
-                result = searcher.search(path, top_k=top_k, k=k, filter=flt or None, weighting=weighting)
-            return result.to_dict()
+            return searcher.search(path, top_k=top_k, k=k, filter=flt or None, weighting=weighting).to_dict()
 
         doc, name = _with_ecg(files, example, examples, run)
         doc["ecg"] = {**doc["ecg"], "path": name}
