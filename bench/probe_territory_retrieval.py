@@ -7,7 +7,7 @@ only retrieve phantom studies of the matching coronary territory for real MI ECG
 The real ECGs are the PTB-XL records of ../shared/data/ecg/ptbxl with an MI code of one territory
 (ASMI, AMI -> LAD; IMI -> RCA; LMI -> LCx; ILMI counts for RCA and LCx) and the NORM records.
 Each is searched, as `e2r search` does, against the phantom index; its top-k studies' `territory`
-field (phenotypes.csv, generator version 2) is read. Two figures per territory T:
+field is read from phenotypes.csv (generator version 2) by study UID. Two figures per territory T:
 
 - match: the mean share of retrieved studies whose territory includes T, over the records of T,
   against chance = the share of indexed studies whose territory includes T. Bootstrap 95 % CI over
@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     from queries.search import Searcher
 
     with args.phenotypes.open(newline="") as fh:
-        studies = [row.get("territory") for row in csv.DictReader(fh)]
+        territory_of = {row["study_uid"]: row.get("territory") for row in csv.DictReader(fh)}
+    studies = list(territory_of.values())
     if not any(studies):
         print(f"{args.phenotypes}: no territory column (a generator version 1 cohort?)", file=sys.stderr)
         return 2
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             if result is None:
                 failed += 1
                 continue
-            got = [n.phenotypes.get("territory") for n in result.neighbours]
+            got = [territory_of.get(n.study_uid) for n in result.neighbours]
             share = {t: float(np.mean([has(g, t) for g in got])) for t in TERRITORIES}
             scored.append((by_path[path], share))
     rng = np.random.default_rng(0)

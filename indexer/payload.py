@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from e2r.echo import StudyInfo
-from e2r.phenotypes import LABEL_FIELDS, NUMERIC_FIELDS
+from e2r.phenotypes import LABEL_FIELDS, NUMERIC_FIELDS, OPTIONAL_COLUMNS
 from e2r.store.schema import study_date_int
 
 SALT_BYTES = 32
@@ -78,7 +78,7 @@ def build_payload(
         "model_hash": model_hash,
         "has_phenotypes": phenotypes is not None,
     }
-    for name in (*NUMERIC_FIELDS, "rhythm", *LABEL_FIELDS):
+    for name in (*NUMERIC_FIELDS, "rhythm", *LABEL_FIELDS, *OPTIONAL_COLUMNS):
         payload[name] = None if phenotypes is None else phenotypes.get(name)
     # The schema leaves unknown values out rather than storing nulls.
     return {k: v for k, v in payload.items() if v is not None}

@@ -55,10 +55,10 @@ def _write_archive(root: Path, n_studies: int = 4, videos_per_study: int = 2) ->
 def _write_phenotypes(path: Path, uids: list[str]) -> None:
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["study_uid", "patient_id", "study_date", "lvef", "ivsd", "lvpwd"])
-        w.writerow([uids[0], "MRN0000", "20240102", "35", "14", "10"])
-        w.writerow([uids[1], "MRN0001", "20240102", "not-a-number", "9", "9"])  # bad row: still indexed
-        w.writerow([uids[2], "MRN0002", "20240102", "62", "9", "9"])
+        w.writerow(["study_uid", "patient_id", "study_date", "lvef", "ivsd", "lvpwd", "wmsi", "territory"])
+        w.writerow([uids[0], "MRN0000", "20240102", "35", "14", "10", "1.6", "lad"])
+        w.writerow([uids[1], "MRN0001", "20240102", "not-a-number", "9", "9", "", ""])  # bad row: still indexed
+        w.writerow([uids[2], "MRN0002", "20240102", "62", "9", "9", "", ""])
         # uids[3] has no phenotypes at all
 
 
@@ -105,6 +105,9 @@ def test_index_then_reindex_is_idempotent_and_payload_has_no_phi(archive, bundle
     assert first["lvef_class"] == "reduced" and first["lvh"] == 1 and first["views"] == ["A4C", "PLAX"]
     assert first["n_videos"] == 2 and first["study_date"] == 20240102
     assert "lvef" not in records[uids[3]]
+    # The optional wall-motion columns reach the payload (a user filters on them), empty cells do not.
+    assert first["wmsi"] == 1.6 and first["territory"] == "LAD"
+    assert "territory" not in records[uids[2]] and "wmsi" not in records[uids[2]]
     assert point_id_for(uids[0])  # deterministic ids are what makes re-runs idempotent
 
 

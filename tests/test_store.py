@@ -409,6 +409,9 @@ def test_parse_filter_values_and_types():
         Condition("views", "any", ("A4C", "PLAX")), Condition("lvef", "gte", 50.5),
         Condition("study_date", "lte", 20211231),
     )
+    # The optional wall-motion fields of a phenotype CSV (issue 21) filter like the others.
+    assert parse_filter(["territory=LAD,LAD+RCA", "wmsi>=1.5"]).must == (
+        Condition("territory", "any", ("LAD", "LAD+RCA")), Condition("wmsi", "gte", 1.5))
 
 
 @pytest.mark.parametrize("expr, message", [

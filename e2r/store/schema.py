@@ -16,6 +16,8 @@ Payload of an echo-study point (fields whose value is unknown are left out, not 
     model_hash      keyword   the model bundle that made the vector
     lvef ... heart_rate float phenotypes (e2r.phenotypes.NUMERIC_FIELDS), rhythm keyword,
     lvef_class keyword, lvef_le45 / lvh integer 0/1 (derived labels)
+    wmsi float, territory keyword (optional phenotype columns: e2r.phenotypes.OPTIONAL_COLUMNS;
+    a filter `territory=LAD` matches LAD only, not LAD+RCA)
 
 Collection metadata (a flat JSON object; `collection_metadata()` builds it)
     schema_version, e2r_version, dim, distance, created (UTC ISO 8601), model_hash, model_path,
@@ -66,6 +68,8 @@ STUDY_PAYLOAD_SCHEMA: dict[str, str] = {
     "lvef_class": "keyword",
     "lvef_le45": "integer",
     "lvh": "integer",
+    "wmsi": "float",
+    "territory": "keyword",
 }
 
 # The fields an e2r study collection gives a payload index (the default of create_collection).
