@@ -83,7 +83,7 @@ _PSAX_LEVEL_CM = 1.0
 # junction) lies this far right of the sector's centre line, and the LV runs off the sector's left
 # edge: a good PLAX shows the mitral and aortic valves and "should not visualize the apex of the
 # left ventricle" (Stanford critical care echo, "Parasternal long axis view", quality criteria;
-# Mitchell et al., ASE 2019 guideline for a comprehensive TTE). Version 1 put the whole LV in the
+# the issue's evidence: PLAX shows LV size as diameters, not the apex). Version 1 put the whole LV in the
 # sector (its apex inside in ~97 % of clips), so PLAX showed the long axis the apical views trace.
 _PLAX_BASE_X_CM = (0.8, 1.8)
 # The A2C plane lies about 60 degrees from the A4C one (LA volume from the 2- and 4-chamber views,
