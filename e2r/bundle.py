@@ -49,6 +49,12 @@ META_FILE = "bundle.json"
 WEIGHTS_FILE = "weights.pt"
 
 
+def echo_tower_hash(meta: dict) -> str | None:
+    """The echo tower hash a bundle's bundle.json records (None: no frozen tower), for every model
+    handle (LoadedModel here, e2r.ecg_graph.ECGGraph)."""
+    return (meta.get("echo_tower") or {}).get("hash")
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """A model rebuilt from a bundle (in eval mode) with its description."""
@@ -64,7 +70,7 @@ class LoadedModel:
     @property
     def echo_tower_hash(self) -> str | None:
         """Hash of the frozen echo tower (or EchoPrime file) the model was aligned to, if any."""
-        return (self.meta.get("echo_tower") or {}).get("hash")
+        return echo_tower_hash(self.meta)
 
 
 def content_hash(preset_dict: dict, state_dict: dict[str, torch.Tensor]) -> str:

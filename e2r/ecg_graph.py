@@ -67,7 +67,9 @@ class ECGGraph:
     @property
     def echo_tower_hash(self) -> str | None:
         """Hash of the frozen echo tower (or EchoPrime file) the model was aligned to, if any."""
-        return (self.meta.get("echo_tower") or {}).get("hash")
+        from e2r.bundle import echo_tower_hash
+
+        return echo_tower_hash(self.meta)
 
     def run(self, ecg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, 12, N) float32 preprocessed ECGs -> (features (B, C), embedding (B, D)), float32."""
