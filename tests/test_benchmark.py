@@ -213,12 +213,30 @@ def _ecg_cohort(root: Path, n_patients: int = 18) -> tuple[Path, Path, dict]:
     return pairs, ph, {r["study_uid"]: r for r in rows}
 
 
-def test_run_benchmark_with_injected_steps_writes_report(tmp_path):
+def perfect_index(store, rows, ecg_inputs):
+    """The index step of a fake benchmark: a "perfect" index, where a paired study's vector is its
+    ECG's embedding under the arm's model (archive-only studies: seeded noise). `ecg_inputs(loaded)`
+    gives {study_uid: the model's input ECG} of the paired studies."""
     from e2r.bundle import load_model
+    from e2r.encode import encode_ecg
+
+    def index(model_dir, collection):
+        loaded = load_model(model_dir)
+        inputs = ecg_inputs(loaded)
+        vecs = dict(zip(inputs, encode_ecg(loaded, list(inputs.values()))))
+        rng = np.random.default_rng(0)
+        for u in rows:
+            vecs.setdefault(u, rng.standard_normal(loaded.preset.embed_dim).astype(np.float32))
+        store.collections[collection] = {"hash": loaded.hash, "vectors": vecs}
+        return {"indexed": len(vecs)}
+
+    return index
+
+
+def test_run_benchmark_with_injected_steps_writes_report(tmp_path):
     from e2r.phenotypes import read_phenotypes
     from e2r.ecg import read_ecg
     from e2r.ecg.preprocess import preprocess_ecg
-    from e2r.encode import encode_ecg
 
     pairs, ph, rows = _ecg_cohort(tmp_path / "cohort")
     store = FakeStore()
@@ -245,15 +263,7 @@ def test_run_benchmark_with_injected_steps_writes_report(tmp_path):
     ecgs = [preprocess_ecg(read_ecg(Path(pairs).parent / rows[u]["ecg_path"]), get_preset("tiny").ecg_preprocess)
             for u in paired]
 
-    def index(model_dir, collection):
-        # "perfect" index: a study's vector is its paired ECG's embedding (archive-only studies: noise)
-        loaded = load_model(model_dir)
-        vecs = dict(zip(paired, encode_ecg(loaded, ecgs)))
-        rng = np.random.default_rng(0)
-        for u in rows:
-            vecs.setdefault(u, rng.standard_normal(loaded.preset.embed_dim).astype(np.float32))
-        store.collections[collection] = {"hash": loaded.hash, "vectors": vecs}
-        return {"indexed": len(vecs)}
+    index = perfect_index(store, rows, lambda loaded: dict(zip(paired, ecgs)))
 
     def supervised(task):
         assert task.train_x.shape[1:] == (12, 1000) and len(task.train_rows) == len(task.train_x)

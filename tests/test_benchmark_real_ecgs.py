@@ -19,7 +19,7 @@ from queries.eval.arms import EvalSettings, PhenotypePredictions
 from queries.eval.protocol import BenchmarkSpec, BenchmarkSteps, make_random_bundle, run_benchmark
 from queries.eval.real_ecgs import DEFAULT_REAL_ECGS, REAL_ECGS_TITLE, RealECGScorer, read_real_labels
 from queries.eval.report import render_markdown
-from test_benchmark import FakeStore, _ecg_cohort
+from test_benchmark import FakeStore, _ecg_cohort, perfect_index
 
 runner = CliRunner()
 SHARED_PTBXL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ecg" / "ptbxl"
@@ -27,7 +27,6 @@ SHARED_PTBXL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / 
 
 def test_ecg_normalise_reaches_every_ecg_arm_and_real_ecgs_are_scored_per_arm(tmp_path):
     from e2r.bundle import load_model
-    from e2r.encode import encode_ecg
     from e2r.ecg import read_for_model
 
     pairs, ph, rows = _ecg_cohort(tmp_path / "cohort")
@@ -36,15 +35,8 @@ def test_ecg_normalise_reaches_every_ecg_arm_and_real_ecgs_are_scored_per_arm(tm
     scored: list[tuple[str, str]] = []
     seen_inputs: dict[str, np.ndarray] = {}
 
-    def index(model_dir, collection):  # the paired ECG's embedding as each study's vector
-        loaded = load_model(model_dir)
-        x = [read_for_model(Path(pairs).parent / rows[u]["ecg_path"], loaded.preset.ecg_preprocess)[1] for u in paired]
-        vecs = dict(zip(paired, encode_ecg(loaded, x)))
-        rng = np.random.default_rng(0)
-        for u in rows:
-            vecs.setdefault(u, rng.standard_normal(loaded.preset.embed_dim).astype(np.float32))
-        store.collections[collection] = {"hash": loaded.hash, "vectors": vecs}
-        return {"indexed": len(vecs)}
+    index = perfect_index(store, rows, lambda loaded: {  # the model's own ECG input
+        u: read_for_model(Path(pairs).parent / rows[u]["ecg_path"], loaded.preset.ecg_preprocess)[1] for u in paired})
 
     def supervised(task):
         seen_inputs["supervised"] = task.train_x
@@ -114,7 +106,7 @@ def test_a_random_init_bundle_of_a_benchmark_preset(tmp_path):
     (["--benchmark", "--real-ecgs", "/nowhere/ptbxl"], "--real-ecgs /nowhere/ptbxl: no such folder"),
     (["--benchmark", "--real-ecgs", "x", "--no-real-ecgs"], "choose one: --real-ecgs DIR or --no-real-ecgs"),
     (["--model", "m", "--pairs", "p.csv", "--ecg-normalise", "mv_softclip"], "--ecg-normalise belongs to --benchmark"),
-    (["--ecg-labels", "l.csv", "--ecg-normalise", "mv_softclip"], "--ecg-normalise / --real-ecgs belong to --benchmark"),
+    (["--ecg-labels", "l.csv", "--ecg-normalise", "mv_softclip"], "--ecg-normalise / --real-ecgs / --arms belong to --benchmark"),
 ])
 def test_bad_benchmark_options_are_one_line_before_any_work(args, message, tmp_path):
     result = runner.invoke(app, ["eval", *args, "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "o")])

@@ -28,6 +28,8 @@ def test_help_lists_both_modes():
     (["--benchmark", "--model", "m"], "choose one"),
     (["--benchmark", "--seeds", "0"], "--seeds 0: must be at least 1"),
     (["--benchmark", "--preset", "huge"], "unknown preset 'huge'"),
+    (["--benchmark", "--arms", "attention,bogus"], "unknown arm(s) bogus; choose from chance, criteria"),
+    (["--benchmark", "--arms", " , "], "unknown arm(s) (none given)"),
 ])
 def test_bad_input_is_one_line_error(args, message, tmp_path):
     result = runner.invoke(app, ["eval", *args, "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "o")])
@@ -43,6 +45,15 @@ def test_model_mode_refusals(tmp_path):
     assert result.exit_code == 1 and "no such model bundle directory" in result.output
     result = runner.invoke(app, ["eval", "--model", str(tmp_path), "--pairs", "p.csv", "--quick"])
     assert result.exit_code == 1 and "--quick belongs to --benchmark" in result.output
+    result = runner.invoke(app, ["eval", "--model", str(tmp_path), "--pairs", "p.csv", "--arms", "attention"])
+    assert result.exit_code == 1 and "--arms belongs to --benchmark" in result.output
+
+
+def test_arms_option_keeps_the_benchmark_order():
+    from e2r.cli.eval_cmd import _parse_arms
+
+    assert _parse_arms(None) is None
+    assert _parse_arms("supervised, attention,criteria") == ("criteria", "attention", "supervised")
 
 
 def _tiny_paired_archive(root: Path) -> Path:

@@ -35,6 +35,7 @@ def eval_command(
     ecg_normalise: Optional[str] = EcgNormaliseOpt,
     real_ecgs: Optional[Path] = typer.Option(None, "--real-ecgs", help="--benchmark: real labelled ECGs (PTB-XL's folder, a CinC folder or a labels CSV) scored against every arm's phantom index (default ../shared/data/ecg/ptbxl when it is there)."),
     no_real_ecgs: bool = typer.Option(False, "--no-real-ecgs", help="--benchmark: leave the real labelled ECGs out."),
+    arms: Optional[str] = typer.Option(None, "--arms", help="--benchmark: run only these arms, comma-separated (default: all of chance, criteria, random-init, ssl, echo-tower, single-view, mean, attention, supervised), e.g. attention,supervised for an ablation of --ecg-normalise."),
     cohort: Optional[Path] = typer.Option(None, "--cohort", help="Use this phantom cohort folder instead of generating one in --workdir."),
     workdir: Path = typer.Option(Path("e2r-bench"), "--workdir", help="Benchmark folder: cohort, models, caches, store (reused on re-runs)."),
     model: Optional[Path] = typer.Option(None, "--model", help="Evaluate this model bundle on your own paired data (with --pairs)."),
@@ -77,8 +78,8 @@ def eval_command(
     if ecg_labels is not None:
         if benchmark or pairs is not None:
             raise ConfigError("--ecg-labels scores an existing index; drop --benchmark / --pairs")
-        if ecg_normalise or real_ecgs or no_real_ecgs:
-            raise ConfigError("--ecg-normalise / --real-ecgs belong to --benchmark; --ecg-labels uses the index's "
+        if ecg_normalise or real_ecgs or no_real_ecgs or arms:
+            raise ConfigError("--ecg-normalise / --real-ecgs / --arms belong to --benchmark; --ecg-labels uses the index's "
                               "model and its ECG input")
         if protocol not in ("cross-modal", "knn", "linear"):
             raise ConfigError(f"--protocol {protocol}: choose one of cross-modal, knn, linear")
@@ -105,10 +106,11 @@ def eval_command(
             raise ConfigError("choose one: --real-ecgs DIR or --no-real-ecgs")
         result = run_phantom_benchmark(size, seeds, patients, epochs, preset, cohort, workdir, out, data_dir,
                                         qdrant_url, api_key, say, command, progress=not as_json,
-                                        ecg_normalise=ecg_normalise, real_ecgs=real_ecgs, score_real=not no_real_ecgs)
+                                        ecg_normalise=ecg_normalise, real_ecgs=real_ecgs, score_real=not no_real_ecgs,
+                                        arms=_parse_arms(arms))
     else:
         for flag, value in (("--quick", quick), ("--cohort", cohort), ("--ecg-normalise", ecg_normalise),
-                            ("--real-ecgs", real_ecgs), ("--no-real-ecgs", no_real_ecgs)):
+                            ("--real-ecgs", real_ecgs), ("--no-real-ecgs", no_real_ecgs), ("--arms", arms)):
             if value:
                 raise ConfigError(f"{flag} belongs to --benchmark; drop it when evaluating --model")
         if pairs is None:
@@ -116,6 +118,22 @@ def eval_command(
         result = run_model_eval(model, pairs, archive, phenotypes, collection, workdir, out, data_dir, qdrant_url,
                                  api_key, say, command, progress=not as_json, group_by=group_by)
     _print_result(result, as_json)
+
+
+def _parse_arms(value: Optional[str]) -> Optional[tuple[str, ...]]:
+    """--arms "a,b" -> ("a", "b") in the benchmark's own order; None: every arm. An unknown name is a
+    ConfigError naming the choices."""
+    from e2r.errors import ConfigError
+    from queries.eval.protocol import ARMS
+
+    if value is None:
+        return None
+    names = [a.strip() for a in value.split(",") if a.strip()]
+    unknown = [a for a in names if a not in ARMS]
+    if not names or unknown:
+        raise ConfigError(f"--arms {value!r}: unknown arm(s) {', '.join(unknown) or '(none given)'}; "
+                          f"choose from {', '.join(ARMS)}")
+    return tuple(a for a in ARMS if a in names)
 
 
 def _eval_labels(labels_path: Path, fmt: Optional[str], folds: str, n_boot: int, k: Optional[int],

@@ -33,10 +33,11 @@ def run_phantom_benchmark(size: RunSize, seeds: Optional[int], patients: Optiona
                            preset: str, cohort: Optional[Path], workdir: Path, out: Path, data_dir: Optional[Path],
                            qdrant_url: Optional[str], api_key: Optional[str], say, command: str, progress: bool,
                            ecg_normalise: Optional[str] = None, real_ecgs: Optional[Path] = None,
-                           score_real: bool = True):
+                           score_real: bool = True, arms: Optional[tuple[str, ...]] = None):
     """The benchmark on the phantom cohort. `ecg_normalise`: the ECG input of every ECG arm (None:
     the preset's). Real labelled ECGs are scored when `score_real`: from `real_ecgs`, or from
-    queries.eval.real_ecgs.DEFAULT_REAL_ECGS when that folder is there (the report says when not)."""
+    queries.eval.real_ecgs.DEFAULT_REAL_ECGS when that folder is there (the report says when not).
+    `arms`: the arms to run, in ARMS order (None: all)."""
     from e2r.presets import get_preset
 
     base = get_preset(preset)  # PresetError naming the choices, before any work
@@ -54,7 +55,7 @@ def run_phantom_benchmark(size: RunSize, seeds: Optional[int], patients: Optiona
     spec = BenchmarkSpec(
         pairs_csv=cohort_dir / "pairs.csv", phenotypes_csv=cohort_dir / "phenotypes.csv",
         workdir=towers.with_name(f"{towers.name}-{ecg_normalise}") if ecg_normalise else towers, towers_dir=towers,
-        out_dir=out, preset=preset, ecg_normalise=ecg_normalise, seeds=tuple(range(n_seeds)), arms=ARMS,
+        out_dir=out, preset=preset, ecg_normalise=ecg_normalise, seeds=tuple(range(n_seeds)), arms=arms or ARMS,
         context={"command": command, "patients": manifest.get("counts", {}).get("patients"),
                  "cohort": str(cohort_dir), "cohort_manifest": manifest,
                  "training": {"preset": preset, "epochs": n_epochs, "supervised epochs": n_epochs,
