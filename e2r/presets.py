@@ -111,6 +111,13 @@ class ModelPreset:
         return self.ecg_preprocess.n_samples
 
 
+# e2r's ECG input: mV on a fixed scale with a soft limit, which keeps the QRS voltage of LV
+# hypertrophy. Chosen over the paper's per-group z-score ("lead_groups", ECGPreprocessConfig's
+# default, still a setting) by the validation rule of bench/ablate_ecg_normalise.py on the default
+# benchmark (issue 22; docs/benchmarks.md, "ECG input ablation"). Bundles record their own choice.
+E2R_ECG_NORMALISE = "mv_softclip"
+
+
 def _tiny() -> ModelPreset:
     # Sized for a 2-core CPU. Two measured departures from the paper's settings (docs/benchmarks.md):
     # 1-s ECG patches (100 samples at 100 Hz) halve the token count, and the InfoNCE temperature is
@@ -123,7 +130,7 @@ def _tiny() -> ModelPreset:
         aggregation=AggregationConfig(mode="attention", heads=4, proj_dim=64),
         embed_dim=128,
         temperature=0.1,
-        ecg_preprocess=ECGPreprocessConfig(fs=100.0, window_s=10.0),
+        ecg_preprocess=ECGPreprocessConfig(fs=100.0, window_s=10.0, normalise=E2R_ECG_NORMALISE),
         train=TrainDefaults(epochs=20, batch_size=32, lr=1e-3, warmup_epochs=2),
     )
 
@@ -136,7 +143,7 @@ def _base() -> ModelPreset:
                                patch=(2, 4), width=32, depth=4, out_dim=512),
         aggregation=AggregationConfig(mode="attention", heads=8, proj_dim=512),
         embed_dim=512,
-        ecg_preprocess=ECGPreprocessConfig(fs=250.0, window_s=10.0),
+        ecg_preprocess=ECGPreprocessConfig(fs=250.0, window_s=10.0, normalise=E2R_ECG_NORMALISE),
     )
 
 

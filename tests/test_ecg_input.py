@@ -30,10 +30,21 @@ def two_inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ecg_input")
     uids = _write_archive(root / "archive", n_studies=3)
     _write_phenotypes(root / "phenotypes.csv", uids + ["unused"])
-    save_untrained_bundle("tiny", 0, root / "paper")
-    save_untrained_bundle(with_overrides(get_preset("tiny"), ecg_preprocess__normalise="mv_softclip"), 0,
-                          root / "mv")
+    save_untrained_bundle(_paper_tiny(), 0, root / "paper")
+    save_untrained_bundle("tiny", 0, root / "mv")  # e2r's default input
     return root
+
+
+def _paper_tiny():
+    """The tiny preset with the Echo2ECG paper's ECG input (the per-group z-score)."""
+    return with_overrides(get_preset("tiny"), ecg_preprocess__normalise="lead_groups")
+
+
+def test_the_presets_default_to_the_voltage_keeping_input_and_the_paper_s_stays_a_setting():
+    from e2r.ecg.preprocess import ECGPreprocessConfig
+
+    assert get_preset("tiny").ecg_preprocess.normalise == get_preset("base").ecg_preprocess.normalise == "mv_softclip"
+    assert ECGPreprocessConfig().normalise == "lead_groups"  # a bundle that does not say reads as the paper's
 
 
 def _index(root: Path, model: Path, home: Path, *extra: str):
@@ -106,10 +117,10 @@ def test_a_bundle_of_the_old_preprocessing_keeps_working_and_says_its_input(tiny
     from indexer.stats import bundle_ecg_input, collection_stats
 
     old = tmp_path / "old"
-    save_untrained_bundle("tiny", 0, old)
+    save_untrained_bundle(_paper_tiny(), 0, old)  # before the amplitude settings, the input was the paper's
     _as_written_before_amplitude_settings(old)
     loaded = load_model(old)
-    assert loaded.preset.ecg_preprocess == get_preset("tiny").ecg_preprocess
+    assert loaded.preset.ecg_preprocess == _paper_tiny().ecg_preprocess
     assert "max_qrs_mv" not in loaded.meta["preset"]["ecg_preprocess"]
     want = "100 Hz x 10 s, clip quantile, baseline als, normalise lead_groups"
     assert bundle_ecg_input(str(old)) == want and bundle_ecg_input(str(tmp_path / "gone")) is None

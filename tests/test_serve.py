@@ -76,7 +76,7 @@ def test_health_stats_and_openapi(client):
     stats = client.get("/v1/stats").json()
     assert stats["collection"] == "echo_studies" and stats["points"] == 12
     assert len(stats["model_hash"]) > 8 and stats["uptime_s"] >= 0 and stats["synthetic"] is False
-    assert stats["ecg_preprocess"] == "100 Hz x 10 s, clip quantile, baseline als, normalise lead_groups"
+    assert stats["ecg_preprocess"] == "100 Hz x 10 s, clip quantile, baseline als, normalise mv_softclip (1 mV/unit, soft limit 5 mV)"
     paths = client.get("/v1/openapi.json").json()["paths"]
     for path in ("/v1/search", "/v1/studies/{study_uid}", "/v1/studies/{study_uid}/videos/{n}/preview",
                  "/v1/health", "/v1/stats", "/v1/ecg", "/v1/examples"):

@@ -57,8 +57,9 @@ QuietOpt = typer.Option(False, "--quiet", help="No progress bars.")
 # e2r.ecg.preprocess.NORMALISE_MODES, spelled out here so that `--help` imports nothing.
 EcgNormaliseOpt = typer.Option(
     None, "--ecg-normalise",
-    help="ECG input normalisation (default: the preset's, lead_groups): lead_groups (the paper's z-score per lead "
-         "group), mv_softclip (mV on a fixed scale, tanh soft limit at 5 mV), lead_groups_logscale (the z-score times "
+    help="ECG input normalisation (default: the preset's, mv_softclip, chosen by the issue-22 ablation): mv_softclip "
+         "(mV on a fixed scale, tanh soft limit at 5 mV, keeps the QRS voltage), lead_groups (the Echo2ECG paper's "
+         "z-score per lead group), lead_groups_logscale (the z-score times "
          "each group's compressed voltage), lead, record or none (mV as is). The bundle records it; index, search and "
          "embed use the bundle's.")
 
