@@ -36,7 +36,7 @@ def replay_scores(cohort: Path) -> dict[str, tuple[int, ...]]:
     """{study_uid: 17 ASE scores} of a version 2 cohort, replayed from its seed (the latent draws
     come before any rendering in e2r.phantom.cohort._make_patient)."""
     from e2r.phantom import latent_v2
-    from e2r.phantom.cohort import _uid, patient_id_for
+    from e2r.phantom.cohort import patient_id_for, study_uid_for
 
     manifest = json.loads((cohort / "manifest.json").read_text())
     if not str(manifest.get("version", "")).startswith("2"):
@@ -53,7 +53,7 @@ def replay_scores(cohort: Path) -> dict[str, tuple[int, ...]]:
         if rng.random() < repeat:
             exams.append(latent_v2.draw_repeat_exam(rng, base, int(rng.integers(60, 900))))
         for e, exam in enumerate(exams):
-            out[_uid(seed, pid, 50000000 + i * 10 + e, "study")] = tuple(exam.wall_motion)
+            out[study_uid_for(seed, pid, 50000000 + i * 10 + e)] = tuple(exam.wall_motion)
     return out
 
 

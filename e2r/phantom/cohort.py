@@ -137,6 +137,12 @@ def patient_id_for(index: int) -> str:
     return f"{10000001 + index}"
 
 
+def study_uid_for(seed: int, patient_id: str, study_no: int) -> str:
+    """The StudyInstanceUID of a patient's study in the cohort written with `seed` (a pure function
+    of the three, so a script can name a study without reading the archive)."""
+    return _uid(seed, patient_id, study_no, "study")
+
+
 def _uid(seed: int, *parts: object) -> str:
     from pydicom.uid import generate_uid
 
@@ -195,7 +201,7 @@ def _make_patient(job: _PatientJob) -> _PatientResult:
     phen_rows, pair_rows, sizes, views_out, qualities = [], [], [], [], []
     for e, (day, exam) in enumerate(exams):
         study_no = 50000000 + job.index * 10 + e
-        study_uid = _uid(job.seed, pid, study_no, "study")
+        study_uid = study_uid_for(job.seed, pid, study_no)
         date = (_EPOCH + datetime.timedelta(days=day)).strftime("%Y%m%d")
         study_dir = out / "echo" / f"p{pid[:2]}" / f"p{pid}" / f"s{study_no}"
         clips = [(v, "good") for v in _choose_views(rng)] if opts.version == 1 else _compose_study(rng)
