@@ -528,3 +528,14 @@ def test_evaluate_embeddings_without_labelled_train_data_skips_knn_blocks():
     ev = evaluate_embeddings(emb, phenos, cohort_sd(phenos, FIELDS), EvalSettings())
     assert ev.metrics["classification"] == {}
     assert ev.metrics["retrieval"]["ecg_to_echo"]["exact"]["recall@1"] == 1.0
+
+
+@pytest.mark.parametrize("arm, step", [("supervised", "train_supervised"), ("ssl", "train_ssl")])
+def test_an_ecg_only_arm_without_its_training_step_is_a_config_error(tmp_path, arm, step):
+    from e2r.errors import ConfigError
+
+    pairs, ph, _ = _ecg_cohort(tmp_path / "cohort")
+    spec = BenchmarkSpec(pairs_csv=pairs, phenotypes_csv=ph, workdir=tmp_path / "work", out_dir=tmp_path / "out",
+                         seeds=(0,), arms=(arm,))
+    with pytest.raises(ConfigError, match=f"the {arm} arm needs a {step} step"):
+        run_benchmark(spec, BenchmarkSteps(store=FakeStore(), index=lambda model_dir, collection: {}))

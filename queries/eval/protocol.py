@@ -306,26 +306,19 @@ def _run_arm(arm: str, seed: int, spec: BenchmarkSpec, steps: BenchmarkSteps, sp
         _score_features(ev, info, None, steps, splits, ecgs, settings, say, f"[{arm}]")
         return ev, info
     if arm == "supervised":
-        if steps.train_supervised is None:
-            raise ConfigError("the supervised arm needs a train_supervised step")
-        task = _ecg_task(spec, ecgs, splits, seed, arm)
-        t0 = time.perf_counter()
-        pred, info = steps.train_supervised(task)
-        info = {**dict(info), "train_s": time.perf_counter() - t0,
-                "ecg_preprocess": task.preset.ecg_preprocess.describe()}
+        task, (pred, info), train_s = _train_on_ecgs(steps.train_supervised, "train_supervised", spec, ecgs, splits,
+                                                     seed, arm)
+        info = {**dict(info), "train_s": train_s, "ecg_preprocess": task.preset.ecg_preprocess.describe()}
         test_study = [r.study_uid for r in ecgs.get(task.preset.ecg_preprocess)["test"].rows]
         ev = evaluate_direct(pred, test_study, splits.phenotypes)
         if info.get("model_dir"):  # the ceiling's encoder as an ECG-only bundle
             _score_features(ev, info, Path(info["model_dir"]), steps, splits, ecgs, settings, say, f"[{arm} seed {seed}]")
         return ev, info
     if arm == "ssl":
-        if steps.train_ssl is None:
-            raise ConfigError("the ssl arm needs a train_ssl step")
-        task = _ecg_task(spec, ecgs, splits, seed, arm)
-        t0 = time.perf_counter()
-        trained = dict(steps.train_ssl(task))
+        task, trained, train_s = _train_on_ecgs(steps.train_ssl, "train_ssl", spec, ecgs, splits, seed, arm)
+        trained = dict(trained)
         model_dir = Path(trained.pop("model_dir"))
-        info = {"train": trained, "train_s": time.perf_counter() - t0, "model_dir": str(model_dir),
+        info = {"train": trained, "train_s": train_s, "model_dir": str(model_dir),
                 "ecg_preprocess": task.preset.ecg_preprocess.describe()}
         ev = ArmEval({})  # no echo side: no retrieval, no cross-modal vote
         _score_features(ev, info, model_dir, steps, splits, ecgs, settings, say, f"[{arm} seed {seed}]")
@@ -374,6 +367,18 @@ def _run_arm(arm: str, seed: int, spec: BenchmarkSpec, steps: BenchmarkSteps, sp
         say(f"[{arm} seed {seed}] real ECGs scored in {info['real_ecgs_s']:.0f} s")
     _score_features(ev, info, model_dir, steps, splits, ecgs, settings, say, f"[{arm} seed {seed}]")
     return ev, info
+
+
+def _train_on_ecgs(step: Optional[Callable[[ECGTrainingTask], Any]], step_name: str, spec: BenchmarkSpec,
+                   ecgs: _ECGCache, splits: Splits, seed: int, arm: str) -> tuple[ECGTrainingTask, Any, float]:
+    """Run an ECG-only arm's training step (the supervised ceiling, ECG-only SSL) on the arm's task:
+    (the task, what the step returned, its seconds). ConfigError when the step was not given."""
+    if step is None:
+        raise ConfigError(f"the {arm} arm needs a {step_name} step")
+    task = _ecg_task(spec, ecgs, splits, seed, arm)
+    t0 = time.perf_counter()
+    out = step(task)
+    return task, out, time.perf_counter() - t0
 
 
 def _ecg_task(spec: BenchmarkSpec, ecgs: _ECGCache, splits: Splits, seed: int, arm: str) -> ECGTrainingTask:
