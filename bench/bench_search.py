@@ -36,16 +36,14 @@ BACKENDS = ("onnxruntime", "torch")
 STEPS = ("read_preprocess", "encode", "store_query", "knn")
 
 
-def fill_store(store, name: str, loaded, n: int, seed: int = 0) -> None:
+def synthetic_studies(n: int, dim: int, seed: int = 0, batch: int = 2000):
+    """Batches of `n` synthetic study points: unit vectors from a Gaussian mixture of 50 clusters,
+    with phenotype payloads (every study labelled) as `e2r index` writes them."""
     from e2r.phenotypes import derive_labels
     from e2r.store import Point, point_id_for
-    from indexer.pipeline import ensure_collection
 
-    ensure_collection(store, name, loaded)
     rng = np.random.default_rng(seed)
-    dim = loaded.preset.embed_dim
     centres = rng.standard_normal((50, dim))
-    batch = 2000
     for start in range(0, n, batch):
         m = min(batch, n - start)
         vec = centres[rng.integers(0, 50, m)] + 0.5 * rng.standard_normal((m, dim))
@@ -58,6 +56,15 @@ def fill_store(store, name: str, loaded, n: int, seed: int = 0) -> None:
             payload = {"study_uid": f"1.2.3.{start + i}", "views": ["A4C", "PLAX"], "n_videos": 2,
                        "study_date": 20200101, **ph, **derive_labels(ph)}
             points.append(Point(point_id_for(payload["study_uid"]), vec[i], payload))
+        yield points
+
+
+def fill_store(store, name: str, loaded, n: int, seed: int = 0) -> None:
+    """A collection for `loaded` holding n synthetic studies (synthetic_studies), indexed."""
+    from indexer.pipeline import ensure_collection
+
+    ensure_collection(store, name, loaded)
+    for points in synthetic_studies(n, loaded.preset.embed_dim, seed):
         store.upsert(name, points)
     store.optimize(name)
 

@@ -199,18 +199,14 @@ def child_query(backend: str, data_dir: Path, queries_path: Path, truth_path: Pa
 
     flat, frecalls = timed_searches(store, COLLECTION, queries[:N_FILTERED], truth[len(queries):], id_of,
                                     parse_filter(["lvef<40", "views=PLAX"]), check=lvef_below_40)
-    # A search's store step (queries.search.Searcher): the top-10 and the 50 labelled voters in one
-    # search_batch call, with the payload fields a result shows.
-    from e2r.phenotypes import LVEF_CLASSES
-    from e2r.store import Condition, Filter, SearchRequest
-    from queries.search import _NEIGHBOUR_FIELDS, _VOTER_FIELDS
+    # A search's store step (queries.search.neighbours_and_voters): the top-10 with the fields a
+    # result shows and the 50 labelled voters.
+    from queries.search import neighbours_and_voters
 
-    labelled = Filter((Condition("lvef_class", "any", list(LVEF_CLASSES)),))
     step = []
     for q in queries[:N_STEP]:
         t0 = time.perf_counter()
-        store.search_batch(COLLECTION, q, [SearchRequest(TOP_K, None, _NEIGHBOUR_FIELDS),
-                                           SearchRequest(50, labelled, _VOTER_FIELDS)])
+        neighbours_and_voters(store, COLLECTION, q, TOP_K, 50)
         step.append(time.perf_counter() - t0)
     rss1 = rss_mb()
     sweep = {}

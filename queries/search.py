@@ -30,6 +30,31 @@ SHOWN_PHENOTYPES = ("lvef", "lvedv", "lvesv", "ivsd", "lvpwd", "lv_mass", "la_vo
 # (e2r.metrics.knn.label_arrays); never source_paths or anything else a result does not show.
 _NEIGHBOUR_FIELDS = ("study_uid", "study_date", "views", "n_videos", *NUMERIC_FIELDS, "rhythm", *LABEL_FIELDS)
 _VOTER_FIELDS = ("lvef", "lvh", "ivsd", "lvpwd")
+_HIT_FIELDS = tuple(dict.fromkeys((*_NEIGHBOUR_FIELDS, *_VOTER_FIELDS)))  # one request serves both
+
+
+def neighbours_and_voters(store: Any, collection: str, vector: np.ndarray, top_k: int = 10, k: int = 50,
+                          filter: Any = None) -> tuple[list, list]:
+    """A search's store step: the top_k nearest studies passing `filter` (Hits with the fields a
+    result shows) and the k nearest labelled ones, the voters (with the keys a vote reads).
+
+    One request for the max(top_k, k) nearest usually serves both: the labelled studies among
+    them, in order, are the k nearest labelled ones as soon as there are k of them (in an archive
+    whose studies all carry an LVEF, always), and one graph walk costs less than two, even with
+    every field carried for all k hits (bench/probe_store_step.py). Only when fewer are labelled
+    does a second request ask for the labelled studies alone.
+    """
+    from e2r.store import Condition, Filter, SearchRequest
+
+    reach = max(top_k, k)
+    found = store.search_batch(collection, vector, [SearchRequest(reach, filter, _HIT_FIELDS)])[0]
+    # "Labelled" = carries an LVEF class; the schema leaves unknown fields out of the payload.
+    labelled = [h for h in found if h.payload.get("lvef_class") in LVEF_CLASSES]
+    if len(labelled) < k and len(found) == reach:  # fewer than `reach` hits: nothing else passes
+        labelled_filter = Filter(must=(*(filter.must if filter else ()),
+                                       Condition("lvef_class", "any", list(LVEF_CLASSES))))
+        labelled = store.search_batch(collection, vector, [SearchRequest(k, labelled_filter, _VOTER_FIELDS)])[0]
+    return found[:top_k], labelled[:k]
 
 
 @dataclass(frozen=True)
@@ -192,15 +217,10 @@ class Searcher:
 
     def _query(self, vector: np.ndarray, info: dict[str, Any], top_k: int, k: int, filter: Any,
                weighting: str, timings: dict[str, float]) -> SearchResult:
-        from e2r.store import Condition, Filter, SearchRequest
         from e2r.metrics.knn import knn_estimate
 
         t0 = time.perf_counter()
-        # "Labelled" = carries an LVEF class; the schema leaves unknown fields out of the payload.
-        labelled_filter = Filter(must=(*(filter.must if filter else ()), Condition("lvef_class", "any", list(LVEF_CLASSES))))
-        # The neighbours and the labelled voters in one engine call (one round trip to a server).
-        hits, labelled = self.store.search_batch(self.collection, vector, [
-            SearchRequest(top_k, filter, _NEIGHBOUR_FIELDS), SearchRequest(k, labelled_filter, _VOTER_FIELDS)])
+        hits, labelled = neighbours_and_voters(self.store, self.collection, vector, top_k, k, filter)
         if not hits and filter is None:
             # Checked here rather than with count(), which costs a second at 100k studies.
             raise StoreError(f"collection {self.collection!r} is empty; index an archive into it with `e2r index`")

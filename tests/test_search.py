@@ -169,3 +169,53 @@ def test_python_api_returns_typed_results(indexed):
         result = Searcher(store, "echo_studies").search(root / "ecgs" / "r2.hea", top_k=2, k=5)
     assert isinstance(result, SearchResult)
     assert result.neighbours[0].rank == 1 and result.estimate["n_neighbours"] == 2
+
+
+
+@pytest.mark.parametrize("backend", ["edge", "client-local"])
+@pytest.mark.parametrize("labelled_share", [1.0, 0.7, 0.05])
+def test_neighbours_and_voters_equal_the_two_searches_they_replace(tmp_path, backend, labelled_share):
+    """A search's store step (one request for max(top_k, k) hits) gives the neighbours and labelled voters brute-force cosine gives over 300 points (which the
+    store searches exactly), with and without a filter, whatever share of the archive carries an
+    LVEF; when every hit is labelled it is one search request."""
+    from e2r.phenotypes import derive_labels
+    from e2r.store import STUDY_INDEXED_SCHEMA, Condition, Filter, Point, open_store, point_id_for
+    from queries.search import SHOWN_PHENOTYPES, neighbours_and_voters
+
+    rng = np.random.default_rng(7)
+    dim = 16
+    vectors = rng.standard_normal((300, dim)).astype(np.float32)
+    views = [["A4C"], ["PLAX"], ["A4C", "PLAX"]]
+    payloads = []
+    for i in range(300):
+        ph = {"lvef": float(rng.uniform(15, 75))} if rng.random() < labelled_share else {}
+        ph["ivsd"] = float(rng.uniform(7, 17))
+        payloads.append({"study_uid": f"1.2.{i}", "views": views[i % 3], "n_videos": 1,
+                         "source_paths": [f"/archive/{i}.dcm"], **ph, **derive_labels(ph)})
+    ids = [point_id_for(p["study_uid"]) for p in payloads]
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    where = ":memory:" if backend == "client-local" else tmp_path
+    with open_store(where, backend=backend) as store:
+        store.create_collection("c", dim, {}, STUDY_INDEXED_SCHEMA)
+        store.upsert("c", [Point(i, v, p) for i, v, p in zip(ids, vectors, payloads)])
+        asked = []
+        batch = store.search_batch
+        store.search_batch = lambda name, vector, requests: asked.extend(requests) or batch(name, vector, requests)
+        for q in rng.standard_normal((4, dim)).astype(np.float32):
+            order = np.argsort(-(unit @ (q / np.linalg.norm(q))), kind="stable")
+            for flt, passes in [(None, lambda p: True),
+                                (Filter(must=(Condition("views", "any", ["PLAX"]),)), lambda p: "PLAX" in p["views"])]:
+                for top_k, k in [(10, 50), (60, 5), (3, 400)]:
+                    asked.clear()
+                    hits, voters = neighbours_and_voters(store, "c", q, top_k, k, flt)
+                    passing = [i for i in order if passes(payloads[i])]
+                    labelled = [ids[i] for i in passing if payloads[i].get("lvef_class")]
+                    assert [h.id for h in hits] == [ids[i] for i in passing[:top_k]]
+                    assert [h.id for h in voters] == labelled[:k]
+                    for h, i in zip(hits, passing):
+                        assert h.payload["study_uid"] == payloads[i]["study_uid"] and "source_paths" not in h.payload
+                        shown = {f: payloads[i][f] for f in SHOWN_PHENOTYPES if f in payloads[i]}
+                        assert {f: h.payload.get(f) for f in shown} == pytest.approx(shown, rel=1e-12)
+                    assert all(set(h.payload) >= {"lvef", "ivsd", "lvh"} for h in voters)
+                    if labelled_share == 1.0 and k <= len(passing):
+                        assert len(asked) == 1

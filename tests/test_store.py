@@ -507,7 +507,8 @@ def test_edge_collection_of_a_store_without_index_settings_opens_with_qdrants_de
     sidecar.write_text(json.dumps(old))
     with EdgeStore(tmp_path / "store") as s:
         assert IndexSettings.from_record(s._sidecar("c").get("index")) == IndexSettings(
-            m=16, ef_construct=100, payload_m=None, acorn_max_selectivity=None, exact_filter_points=None)
+            m=16, ef_construct=100, payload_m=None, acorn_max_selectivity=None, exact_filter_points=None,
+            payload_index_memory=None)
         assert s.search("c", pts[0].vector, 1)[0].id == pts[0].id
         assert s.search("c", pts[0].vector, 3, parse_filter(["lvef<40"]))
 
@@ -532,9 +533,35 @@ def test_edge_index_settings_reach_the_engine():
 
     assert [auto_hnsw_ef(n) for n in (0, 230_000, 250_001, 1_000_000, 10**8)] == [512, 512, 1024, 2048, 4096]
     for bad, field in (({"payload_m": -1}, "payload_m"), ({"acorn_max_selectivity": 0.0}, "acorn_max_selectivity"),
-                       ({"exact_filter_points": 0}, "exact_filter_points")):
+                       ({"exact_filter_points": 0}, "exact_filter_points"), ({"payload_index_memory": "ram"}, "payload_index_memory")):
         with pytest.raises(ConfigError, match=field):
             IndexSettings(**bad).validate()
+
+
+def test_payload_indexes_are_kept_where_the_settings_say(tmp_path):
+    """New collections map their payload indexes ("cached"), an older collection's settings read as
+    the engine's in-memory default, and the server backend is asked for the same placement."""
+    import qdrant_edge as qe
+    from qdrant_client.http import models as qm
+
+    from e2r.store.client import _qm_field_index
+    from e2r.store.edge import EdgeStore
+    from e2r.store.settings import IndexSettings
+
+    assert IndexSettings().payload_index_memory == "cached"
+    assert IndexSettings.from_record({"m": 16}).payload_index_memory is None
+    with EdgeStore(tmp_path / "new") as s, EdgeStore(tmp_path / "old", index_settings=IndexSettings.from_record({})) as o:
+        for store in (s, o):
+            store.create_collection("c", 16, {}, TEST_SCHEMA)
+            store.upsert("c", make_points(40, seed=3))
+        placed = {f: i.params.memory for f, i in s._shard("c").info().payload_schema.items()}
+        assert set(placed) == set(TEST_SCHEMA) and all(m == qe.Memory.Cached for m in placed.values())
+        assert all(i.params is None for i in o._shard("c").info().payload_schema.values())
+        for flt in (["lvef<40"], ["views=PLAX"], ["study_date>=20200101"]):
+            assert ([h.id for h in s.search("c", make_points(1, seed=4)[0].vector, 40, parse_filter(flt))]
+                    == [h.id for h in o.search("c", make_points(1, seed=4)[0].vector, 40, parse_filter(flt))])
+    assert _qm_field_index("integer", "cached").memory == qm.Memory.CACHED
+    assert _qm_field_index("keyword", None) == qm.PayloadSchemaType.KEYWORD
 
 
 def test_edge_search_breadth_grows_with_the_collection(tmp_path, monkeypatch):

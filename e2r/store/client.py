@@ -132,7 +132,8 @@ class ClientStore(VectorStore):
             )
             if self.backend == "server":
                 for field, kind in fields.items():
-                    self._client.create_payload_index(name, field, _QM_TYPES[kind], wait=True)
+                    self._client.create_payload_index(
+                        name, field, _qm_field_index(kind, self.index_settings.payload_index_memory), wait=True)
 
     def collection_exists(self, name: str) -> bool:
         """Whether the collection exists."""
@@ -342,6 +343,18 @@ def _qm_collection_config(settings: IndexSettings, dim: int) -> dict[str, Any]:
         type=qm.ScalarType.INT8, quantile=INT8_QUANTILE, memory=qm.Memory.PINNED))
         if settings.quantization == "int8" else None)
     return {"vectors_config": vectors, "hnsw_config": hnsw, "quantization_config": quant}
+
+
+_QM_INDEX_PARAMS = {"keyword": qm.KeywordIndexParams, "integer": qm.IntegerIndexParams,
+                    "float": qm.FloatIndexParams, "bool": qm.BoolIndexParams}
+
+
+def _qm_field_index(kind: str, memory: Optional[str]) -> Any:
+    """A field's payload index as create_payload_index takes it (as edge._edge_field_index gives
+    the embedded store)."""
+    if memory is None:
+        return _QM_TYPES[kind]
+    return _QM_INDEX_PARAMS[kind](type=_QM_TYPES[kind], memory=qm.Memory(memory))
 
 
 def _qm_search_params(plan: SearchPlan) -> qm.SearchParams:

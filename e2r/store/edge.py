@@ -94,6 +94,15 @@ _EDGE_TYPES = {
     "float": qe.PayloadSchemaType.Float,
     "bool": qe.PayloadSchemaType.Bool,
 }
+_EDGE_INDEX_PARAMS = {"keyword": qe.KeywordIndexParams, "integer": qe.IntegerIndexParams,
+                      "float": qe.FloatIndexParams, "bool": qe.BoolIndexParams}
+
+
+def _edge_field_index(kind: str, memory: Optional[str]) -> Any:
+    """The payload index of one field of type `kind`, kept where IndexSettings.payload_index_memory says."""
+    if memory is None:
+        return _EDGE_TYPES[kind]
+    return _EDGE_INDEX_PARAMS[kind](memory=getattr(qe.Memory, memory.capitalize()))
 
 
 class EdgeStore(VectorStore):
@@ -153,7 +162,8 @@ class EdgeStore(VectorStore):
             shard = qe.EdgeShard.create(str(tmp / "shard"), config)
             try:
                 for field, kind in fields.items():
-                    shard.update(qe.UpdateOperation.create_field_index(field, _EDGE_TYPES[kind]))
+                    shard.update(qe.UpdateOperation.create_field_index(
+                        field, _edge_field_index(kind, self.index_settings.payload_index_memory)))
                 shard.flush()
             finally:
                 shard.close()

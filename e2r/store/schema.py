@@ -73,11 +73,12 @@ STUDY_PAYLOAD_SCHEMA: dict[str, str] = {
 }
 
 # The fields an e2r study collection gives a payload index (the default of create_collection).
-# Every payload index is read into memory when the store opens, ~0.1-0.2 s per index per 100k
-# studies on the 2-core machine (bench/bench_store.py; 19 indexes made a 100k store take 1.7 s to
-# open, none 0.1 s), so only the fields searches filter on are indexed: lvef_class (the labelled
-# voters of every search) and the filters the CLI documents (views, study_date, lvef). Every field
-# of STUDY_PAYLOAD_SCHEMA stays filterable: Qdrant checks an unindexed one on the payload.
+# Every payload index is read when the store opens, ~0.1-0.2 s per index per 100k studies on the
+# 2-core machine when read into the process's memory (bench/bench_store.py; 19 indexes made a 100k
+# store take 1.7 s to open, none 0.1 s; memory-mapped, settings.py, about half), so only the
+# fields searches filter on are indexed: lvef_class (the labelled voters of every search) and the
+# filters the CLI documents (views, study_date, lvef). Every field of STUDY_PAYLOAD_SCHEMA stays
+# filterable: Qdrant checks an unindexed one on the payload.
 STUDY_INDEXED_SCHEMA: dict[str, str] = {k: STUDY_PAYLOAD_SCHEMA[k] for k in ("lvef_class", "views", "study_date", "lvef")}
 
 # Keys every collection's metadata carries (create_collection fills the first five).
