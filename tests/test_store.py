@@ -539,12 +539,13 @@ def test_edge_index_settings_reach_the_engine():
 
 
 def test_payload_indexes_are_kept_where_the_settings_say(tmp_path):
-    """New collections map their payload indexes ("cached"), an older collection's settings read as
-    the engine's in-memory default, and the server backend is asked for the same placement."""
+    """New embedded collections map their payload indexes ("cached"), an older collection's
+    settings read as the engine's in-memory default; the server backend keeps its indexes in the
+    server's memory unless asked otherwise, and then asks the server for that placement."""
     import qdrant_edge as qe
     from qdrant_client.http import models as qm
 
-    from e2r.store.client import _qm_field_index
+    from e2r.store.client import ClientStore, _qm_field_index
     from e2r.store.edge import EdgeStore
     from e2r.store.settings import IndexSettings
 
@@ -562,6 +563,8 @@ def test_payload_indexes_are_kept_where_the_settings_say(tmp_path):
                     == [h.id for h in o.search("c", make_points(1, seed=4)[0].vector, 40, parse_filter(flt))])
     assert _qm_field_index("integer", "cached").memory == qm.Memory.CACHED
     assert _qm_field_index("keyword", None) == qm.PayloadSchemaType.KEYWORD
+    with ClientStore(path=":memory:") as server_like:  # a server's own default: in its memory
+        assert server_like.index_settings.payload_index_memory is None
 
 
 def test_edge_search_breadth_grows_with_the_collection(tmp_path, monkeypatch):
@@ -643,7 +646,7 @@ def test_server_path_creates_collections_with_the_index_settings_and_records_the
     assert hnsw.model_dump(exclude_none=True) == {"m": 32, "ef_construct": 200, "full_scan_threshold": 10_000,
                                                    "payload_m": 0}
     with ClientStore(path=str(tmp_path / "local")) as s:  # reopened: each collection keeps its own
-        assert s._settings_of("c") == (IndexSettings(), 1) and s._settings_of("q") == (quant, 1)
+        assert s._settings_of("c") == (IndexSettings(payload_index_memory=None), 1) and s._settings_of("q") == (quant, 1)
         assert s.get_metadata("q")["dim"] == 16 and s.payload_schema("c") == TEST_SCHEMA
 
 

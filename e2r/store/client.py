@@ -7,7 +7,7 @@ created on servers only (local mode has none and warns). Connection failures and
 become one-line StoreErrors.
 
 A new collection gets the embedded store's IndexSettings (settings.py: HNSW m / ef_construct,
-payload links, quantisation), recorded in its metadata; each search sends the parameters they plan
+payload links, quantisation; payload indexes in the server's memory), recorded in its metadata; each search sends the parameters they plan
 (HNSW breadth grown with each shard's points, ACORN, exact search for narrow filters). The point
 counts that plan needs are the server's estimates, re-read at most every ESTIMATE_TTL_S (other
 processes may write to a server collection). Local mode accepts and ignores these: it always scans exactly.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from dataclasses import replace
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import httpx
@@ -79,7 +80,10 @@ class ClientStore(VectorStore):
         self.replication_factor = replication_factor
         self.hnsw_ef = None if hnsw_ef is None else int(hnsw_ef)  # None: auto_hnsw_ef of each collection
         # For collections created from now on; an existing collection keeps the ones it was made with.
-        self.index_settings = index_settings or IndexSettings()
+        # A server reads a collection's payload indexes once, at its own start, not per search
+        # process, so by default they stay in its memory (the engine's default placement, which
+        # also suits servers older than Qdrant 1.19, the first with a `memory` setting).
+        self.index_settings = index_settings or replace(IndexSettings(), payload_index_memory=None)
         self.index_settings.validate()
         self._closed = False
         self._dims: dict[str, int] = {}  # collections known to exist -> vector size

@@ -67,8 +67,9 @@ class IndexSettings:
     # cache as it opens them; "pinned" (None: the engine's default), read into the process's own
     # memory: an embedded 100k-study store took 0.49 s to open and answer its first search against
     # 0.28 s cached, unfiltered searches alike, broad-filtered ones 0.5-0.9 ms faster; "cold",
-    # mapped and read on first use: the first filtered search paid ~20 ms more.
-    # bench/probe_store_step.py, docs/benchmarks.md ("The store step and the store's opening").
+    # mapped and read on first use: the first filtered search paid ~20 ms more. (A server store
+    # defaults to None: client.py.) bench/probe_store_step.py, docs/benchmarks.md ("The store step
+    # and the store's opening").
     payload_index_memory: Optional[str] = "cached"
     # Extra HNSW links per payload-index value (Qdrant's payload-aware graph; None = Qdrant's: m).
     # 0 builds none: they cost more than half the build (100k: 29 s -> 13 s; 230k: 145 s -> 58 s);
