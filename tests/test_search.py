@@ -171,13 +171,13 @@ def test_python_api_returns_typed_results(indexed):
     assert result.neighbours[0].rank == 1 and result.estimate["n_neighbours"] == 2
 
 
-
 @pytest.mark.parametrize("backend", ["edge", "client-local"])
 @pytest.mark.parametrize("labelled_share", [1.0, 0.7, 0.05])
 def test_neighbours_and_voters_equal_the_two_searches_they_replace(tmp_path, backend, labelled_share):
-    """A search's store step (one request for max(top_k, k) hits) gives the neighbours and labelled voters brute-force cosine gives over 300 points (which the
-    store searches exactly), with and without a filter, whatever share of the archive carries an
-    LVEF; when every hit is labelled it is one search request."""
+    """A search's store step (one request for max(top_k, k) hits) gives the neighbours and the
+    labelled voters that brute-force cosine gives over 300 points (which the store searches
+    exactly), with and without a filter, whatever share of the archive carries an LVEF; when
+    every hit is labelled it is one search request."""
     from e2r.phenotypes import derive_labels
     from e2r.store import STUDY_INDEXED_SCHEMA, Condition, Filter, Point, open_store, point_id_for
     from queries.search import SHOWN_PHENOTYPES, neighbours_and_voters
