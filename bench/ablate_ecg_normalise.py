@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 CHOICES = ("lead_groups", "mv_softclip", "lead_groups_logscale")
 PAPER = "lead_groups"
@@ -60,37 +59,37 @@ def run_choice(choice: str, workdir: Path, extra: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def _lookup(d: Any, path: tuple[str, ...]) -> Optional[float]:
+def _lookup(d: Any, path: tuple[str, ...]) -> Any:
     for key in path:
         if not isinstance(d, dict) or key not in d:
             return None
         d = d[key]
-    return d if isinstance(d, (int, float)) else None
-
-
-def _ms(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+    return d
 
 
 def summarise(results: dict) -> dict[str, tuple[float, float]]:
-    """Mean and SD over seeds of every figure of the table, from one choice's results.json."""
+    """Mean and SD over seeds of every figure of the table, from one choice's results.json: the
+    benchmark's own aggregates where it wrote them (its `mean_sd`), the same aggregation otherwise."""
+    from queries.eval.aggregate import mean_sd
+
     att = results["arms"]["attention"]
     row: dict[str, tuple[float, float]] = {}
+    val = mean_sd([r["train"]["best_val"] for r in att["runs"]])
     for label, key in VAL_KEYS:
-        row[label] = _ms([r["train"]["best_val"][key] for r in att["runs"]])
+        row[label] = tuple(val[key])
     for label, path in TEST_PATHS:
-        row[label] = _ms([_lookup(m, path) for m in att["per_seed"]])
+        row[label] = tuple(_lookup(att["mean_sd"], path))
     sup = results["arms"].get("supervised")
     for label, path in CEILING_PATHS if sup else ():
-        row[label] = _ms([_lookup(m, path) for m in sup["per_seed"]])
+        row[label] = tuple(_lookup(sup["mean_sd"], path))
     real = (results.get("real_ecgs") or {}).get("arms", {}).get("attention")
     if real:
-        row["PTB-XL kNN P(LVH) AUROC"] = _ms([r["auroc"] for r in real["per_seed"]])
+        row["PTB-XL kNN P(LVH) AUROC"] = tuple(real["auroc"])
         row["PTB-XL per-seed 95% CIs"] = tuple((round(r["ci_low"], 2), round(r["ci_high"], 2))
                                                for r in real["per_seed"])  # type: ignore[assignment]
     probes = [r.get("real_ecg_probe", {}).get("targets", {}).get("lvh") for r in att["runs"]]
     if all(p and p.get("auroc") is not None for p in probes):
-        row["PTB-XL linear probe LVH AUROC"] = _ms([p["auroc"] for p in probes])
+        row["PTB-XL linear probe LVH AUROC"] = mean_sd(probes)["auroc"]
     return row
 
 
