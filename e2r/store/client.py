@@ -7,10 +7,11 @@ created on servers only (local mode has none and warns). Connection failures and
 become one-line StoreErrors.
 
 A new collection gets the embedded store's IndexSettings (settings.py: HNSW m / ef_construct,
-payload links, quantisation; payload indexes in the server's memory), recorded in its metadata; each search sends the parameters they plan
-(HNSW breadth grown with each shard's points, ACORN, exact search for narrow filters). The point
-counts that plan needs are the server's estimates, re-read at most every ESTIMATE_TTL_S (other
-processes may write to a server collection). Local mode accepts and ignores these: it always scans exactly.
+payload links, quantisation; payload indexes in the server's memory), recorded in its metadata;
+each search sends the parameters they plan (HNSW breadth grown with each shard's points, ACORN,
+exact search for narrow filters). The point counts that plan needs are the server's estimates,
+re-read at most every ESTIMATE_TTL_S (other processes may write to a server collection). Local
+mode accepts and ignores these: it always scans exactly.
 """
 
 from __future__ import annotations
